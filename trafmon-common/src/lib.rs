@@ -1,0 +1,136 @@
+//! Keys, values and constants shared by trafmon's eBPF programs and its
+//! userspace agent. Every type is `#[repr(C)]`, has no implicit padding and
+//! has its size asserted at compile time, because the kernel and userspace
+//! must agree on it byte for byte.
+#![no_std]
+#![deny(missing_docs)]
+
+use core::mem::size_of;
+
+/// Byte and packet counters of one key, one per CPU in the per-CPU maps.
+///
+/// `rx` is traffic towards this host (cgroup_skb ingress, tc ingress), `tx`
+/// traffic leaving it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+}
+const _: () = assert!(size_of::<Counters>() == 32);
+
+impl Counters {
+    /// All zero.
+    pub const ZERO: Self = Self {
+        rx_bytes: 0,
+        rx_packets: 0,
+        tx_bytes: 0,
+        tx_packets: 0,
+    };
+
+    /// Adds `other` field by field (wrapping, as the kernel's counters do).
+    pub fn add(&mut self, other: &Self) {
+        self.rx_bytes = self.rx_bytes.wrapping_add(other.rx_bytes);
+        self.rx_packets = self.rx_packets.wrapping_add(other.rx_packets);
+        self.tx_bytes = self.tx_bytes.wrapping_add(other.tx_bytes);
+        self.tx_packets = self.tx_packets.wrapping_add(other.tx_packets);
+    }
+
+    /// True when every field is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Self::ZERO
+    }
+}
+
+/// Key of the per-IP maps: the address on our side of the packet.
+///
+/// IPv4 addresses occupy the first four bytes of `addr`, the rest is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpKey {
+    /// The address in network byte order.
+    pub addr: [u8; 16],
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u32,
+}
+const _: () = assert!(size_of::<IpKey>() == 20);
+
+/// `IpKey::family` of an IPv4 address.
+pub const FAMILY_IPV4: u32 = 4;
+/// `IpKey::family` of an IPv6 address.
+pub const FAMILY_IPV6: u32 = 6;
+
+/// The UID key under which cgroup_skb counts packets that have no full
+/// socket (a TCP time-wait ACK or RST, for example). The kernel reports such
+/// packets as the overflow UID (65534, `nobody`); trafmon tells them apart
+/// from the real `nobody` user with `bpf_sk_fullsock` and counts them here.
+/// `(uid_t)-1` is never a valid UID, so this key cannot collide with a user.
+pub const UID_NO_SOCKET: u32 = u32::MAX;
+
+/// The UID that `bpf_get_socket_uid` returns when there is no full socket.
+pub const KERNEL_OVERFLOW_UID: u32 = 65534;
+
+/// Index of the uid maps in [`OVERFLOW`] slots.
+pub const KIND_UID: u32 = 0;
+/// Index of the ip maps in [`OVERFLOW`] slots.
+pub const KIND_IP: u32 = 1;
+/// Index of the interface maps in [`OVERFLOW`] slots.
+pub const KIND_IFACE: u32 = 2;
+/// Number of stats map kinds.
+pub const KINDS: u32 = 3;
+
+/// Number of sides (A and B) of every stats map.
+pub const SIDES: u32 = 2;
+
+/// Slot of the overflow counters for `kind` on `side`.
+pub const fn overflow_slot(side: u32, kind: u32) -> u32 {
+    side * KINDS + kind
+}
+
+/// Per-UID counters, side A. Key `u32` (socket UID), value [`Counters`].
+pub const UID_A: &str = "UID_A";
+/// Per-UID counters, side B.
+pub const UID_B: &str = "UID_B";
+/// Per-IP counters, side A. Key [`IpKey`], value [`Counters`].
+pub const IP_A: &str = "IP_A";
+/// Per-IP counters, side B.
+pub const IP_B: &str = "IP_B";
+/// Per-interface counters, side A. Key `u32` (ifindex), value [`Counters`].
+pub const IFACE_A: &str = "IFACE_A";
+/// Per-interface counters, side B.
+pub const IFACE_B: &str = "IFACE_B";
+/// One-entry array: the side (0 = A, 1 = B) that the programs write.
+pub const SELECTOR: &str = "SELECTOR";
+/// Per-CPU array of [`Counters`] for packets whose key could not be
+/// inserted because the map was full, indexed by [`overflow_slot`].
+pub const OVERFLOW: &str = "OVERFLOW";
+
+/// Every pinned map, in a fixed order.
+pub const MAP_NAMES: [&str; 8] = [
+    UID_A, UID_B, IP_A, IP_B, IFACE_A, IFACE_B, SELECTOR, OVERFLOW,
+];
+
+/// Default max entries of the per-UID maps.
+pub const DEFAULT_UID_ENTRIES: u32 = 16_384;
+/// Default max entries of the per-IP maps.
+pub const DEFAULT_IP_ENTRIES: u32 = 65_536;
+/// Default max entries of the per-interface maps.
+pub const DEFAULT_IFACE_ENTRIES: u32 = 1_024;
+
+/// Length of an Ethernet header, which tc sees in front of the IP header on
+/// Ethernet-like devices (including veth).
+pub const ETH_HLEN: u32 = 14;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers with no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::IpKey {}
+}

@@ -1,0 +1,39 @@
+//! Map definitions. Each stats map exists twice (side A and B); `SELECTOR`
+//! says which side the programs write, so userspace can drain the other one
+//! while counting goes on. Max entries here are placeholders: the loader sets
+//! them from the configuration. Every map is pinned by name, so the counts
+//! outlive the agent.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray, PerCpuHashMap},
+};
+use trafmon_common::{
+    Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, IpKey, KINDS, SIDES,
+};
+
+#[map]
+pub static UID_A: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_UID_ENTRIES, 0);
+#[map]
+pub static UID_B: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_UID_ENTRIES, 0);
+#[map]
+pub static IP_A: PerCpuHashMap<IpKey, Counters> = PerCpuHashMap::pinned(DEFAULT_IP_ENTRIES, 0);
+#[map]
+pub static IP_B: PerCpuHashMap<IpKey, Counters> = PerCpuHashMap::pinned(DEFAULT_IP_ENTRIES, 0);
+#[map]
+pub static IFACE_A: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_IFACE_ENTRIES, 0);
+#[map]
+pub static IFACE_B: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_IFACE_ENTRIES, 0);
+#[map]
+pub static SELECTOR: Array<u32> = Array::pinned(1, 0);
+#[map]
+pub static OVERFLOW: PerCpuArray<Counters> = PerCpuArray::pinned(SIDES * KINDS, 0);
+
+/// The side that programs write now: 0 (A) or 1 (B).
+#[inline(always)]
+pub fn side() -> u32 {
+    match SELECTOR.get(0) {
+        Some(side) => *side & 1,
+        None => 0,
+    }
+}

@@ -1,0 +1,39 @@
+//! Command line: clap derive, one variant per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::paths::DEFAULT_CONFIG;
+
+/// Per-user, per-IP and per-interface traffic accounting with eBPF.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file (default: /etc/trafmon/trafmon.toml; when that is
+    /// absent, the embedded defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and attach the programs and count until SIGINT or SIGTERM.
+    Agent,
+    /// Detach every program and remove every pin (stop the agent first).
+    Uninstall,
+}
+
+impl Cli {
+    /// The configuration path and whether the user named it.
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (DEFAULT_CONFIG.into(), false),
+        }
+    }
+}

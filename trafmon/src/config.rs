@@ -1,0 +1,313 @@
+//! The configuration: TOML, every key optional, an embedded default when no
+//! file exists. Every check happens while deserializing, so that an error
+//! names the file, the line and the key; a bad file never falls back to the
+//! defaults.
+
+use std::{
+    fmt, fs, io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Deserializer, de};
+
+use crate::paths;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("{path}: cannot read the configuration")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A key or value is wrong.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// Dotted key path (`maps.uid_entries`), or `-` for the whole file.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which cgroup the cgroup_skb programs attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CgroupSetting {
+    /// The root of the cgroup v2 hierarchy, found from mountinfo.
+    Root,
+    /// This cgroup directory.
+    Path(PathBuf),
+}
+
+/// Which interfaces the tc programs attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Interfaces {
+    /// Every up, non-loopback interface, following those that appear and go.
+    Auto,
+    /// Exactly these, whether up or not.
+    List(Vec<String>),
+}
+
+/// Max entries of each stats map (each side).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapSizes {
+    /// Per-UID maps.
+    pub uid_entries: Entries,
+    /// Per-IP maps.
+    pub ip_entries: Entries,
+    /// Per-interface maps.
+    pub iface_entries: Entries,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            uid_entries: Entries(trafmon_common::DEFAULT_UID_ENTRIES),
+            ip_entries: Entries(trafmon_common::DEFAULT_IP_ENTRIES),
+            iface_entries: Entries(trafmon_common::DEFAULT_IFACE_ENTRIES),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Flush (and print) interval; divides five minutes evenly.
+    pub interval: Interval,
+    /// Root of the pins on bpffs.
+    pub pin_dir: PathBuf,
+    /// State directory (the store).
+    pub state_dir: PathBuf,
+    /// The cgroup of the cgroup_skb programs.
+    pub cgroup: CgroupSetting,
+    /// The interfaces of the tc programs.
+    pub interfaces: Interfaces,
+    /// Map sizes.
+    pub maps: MapSizes,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            interval: Interval(Duration::from_secs(10)),
+            pin_dir: paths::DEFAULT_PIN_DIR.into(),
+            state_dir: paths::DEFAULT_STATE_DIR.into(),
+            cgroup: CgroupSetting::Root,
+            interfaces: Interfaces::Auto,
+            maps: MapSizes::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`. With `explicit` false (the default path), a missing
+    /// file means the embedded default; an explicitly named file must exist.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses configuration text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            ConfigError::Invalid {
+                path: path.into(),
+                line: span.map_or(1, |s| line_of(text, s.start)),
+                key,
+                message,
+            }
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), "-".into(), e.message().to_owned()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(inner.span(), key, inner.message().to_owned())
+        })
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The flush interval: positive, at least 10 ms, and dividing five minutes
+/// evenly so that 5-minute buckets start on a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
+            de::Error::custom(format!("`{text}` is not a duration like \"10s\" ({e})"))
+        })?;
+        if parsed.is_negative() || parsed.is_zero() {
+            return Err(de::Error::custom(format!("`{text}` must be positive")));
+        }
+        let d = parsed.unsigned_abs();
+        let five_min = Duration::from_secs(300).as_nanos();
+        if d < Duration::from_millis(10) || five_min % d.as_nanos() != 0 {
+            return Err(de::Error::custom(format!(
+                "`{text}` must be at least 10ms and divide 5m evenly (10s, 1m, 100ms, ...)"
+            )));
+        }
+        Ok(Self(d))
+    }
+}
+
+/// A map size: 1 ..= 16 777 216 entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entries(pub u32);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n @ 1..=16_777_216) => Ok(Self(n)),
+            _ => Err(de::Error::custom(format!(
+                "{n} entries is out of range (1 to 16777216)"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CgroupSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "root" {
+            Ok(Self::Root)
+        } else if text.starts_with('/') {
+            Ok(Self::Path(text.into()))
+        } else {
+            Err(de::Error::custom(format!(
+                "`{text}` is neither \"root\" nor an absolute path"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Interfaces;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\" or a list of interface names")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Interfaces, E> {
+                if s == "auto" {
+                    Ok(Interfaces::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "`{s}`: expected \"auto\" or a list of interface names"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Interfaces, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '@']) {
+                        return Err(de::Error::custom(format!(
+                            "`{name}` is not a valid interface name"
+                        )));
+                    }
+                    names.push(name);
+                }
+                Ok(Interfaces::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_key() {
+        let c = parse(
+            r#"
+interval = "100ms"
+pin_dir = "/sys/fs/bpf/x"
+state_dir = "/tmp/s"
+cgroup = "/sys/fs/cgroup/unified/t"
+interfaces = ["veth0", "eth1"]
+[maps]
+uid_entries = 4
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.interval, Interval(Duration::from_millis(100)));
+        assert_eq!(c.cgroup, CgroupSetting::Path("/sys/fs/cgroup/unified/t".into()));
+        assert_eq!(c.interfaces, Interfaces::List(vec!["veth0".into(), "eth1".into()]));
+        assert_eq!(c.maps.uid_entries, Entries(4));
+        assert_eq!(c.maps.ip_entries, MapSizes::default().ip_entries);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("interval = \"10s\"\n[maps]\nuid_entries = 4\nbogus = 1\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:4: maps: unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse("\n\ninterval = \"-5s\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:3: interval: `-5s` must be positive"), "{e}");
+        let e = parse("interval = \"7s\"\n").unwrap_err();
+        assert!(e.contains("interval: `7s` must be at least 10ms and divide 5m"), "{e}");
+        let e = parse("[maps]\nip_entries = 0\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:2: maps.ip_entries: 0 entries"), "{e}");
+        let e = parse("interfaces = \"all\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:1: interfaces: `all`"), "{e}");
+        let e = parse("cgroup = \"relative\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:1: cgroup:"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = parse("interval = \"10s\"\nmaps = [\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_file_is_the_default_but_a_named_one_is_an_error() {
+        let p = Path::new("/nonexistent/trafmon.toml");
+        assert_eq!(Config::load(p, false).unwrap(), Config::default());
+        let e = Config::load(p, true).unwrap_err().to_string();
+        assert_eq!(e, "/nonexistent/trafmon.toml: cannot read the configuration");
+    }
+}

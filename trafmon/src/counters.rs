@@ -1,0 +1,159 @@
+//! Reading the pinned counter maps: per-CPU values summed per key.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use trafmon_common::{self as common, Counters, IpKey, KINDS, SIDES, overflow_slot};
+
+use crate::paths::PinDir;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum CountersError {
+    /// A pinned map is missing or of the wrong type.
+    #[error("cannot open pinned map {path} (is the agent installed?)")]
+    Open {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// Reading a map failed.
+    #[error("cannot read map {name}")]
+    Read {
+        /// The map.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Totals per key, summed over CPUs (and over sides, where read so).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Per socket UID.
+    pub uids: BTreeMap<u32, Counters>,
+    /// Per IP address on our side.
+    pub ips: BTreeMap<IpKey, Counters>,
+    /// Per interface index.
+    pub ifaces: BTreeMap<u32, Counters>,
+    /// Packets whose key did not fit, per map kind
+    /// ([`common::KIND_UID`], [`common::KIND_IP`], [`common::KIND_IFACE`]).
+    pub overflow: [Counters; KINDS as usize],
+}
+
+impl Totals {
+    /// Adds every counter of `other`.
+    pub fn add(&mut self, other: &Self) {
+        merge(&mut self.uids, &other.uids);
+        merge(&mut self.ips, &other.ips);
+        merge(&mut self.ifaces, &other.ifaces);
+        for (a, b) in self.overflow.iter_mut().zip(&other.overflow) {
+            a.add(b);
+        }
+    }
+}
+
+fn merge<K: Ord + Copy>(into: &mut BTreeMap<K, Counters>, from: &BTreeMap<K, Counters>) {
+    for (k, v) in from {
+        into.entry(*k).or_default().add(v);
+    }
+}
+
+type Stats<K> = PerCpuHashMap<MapData, K, Counters>;
+
+/// The pinned maps, opened.
+pub struct Maps {
+    uid: [Stats<u32>; 2],
+    ip: [Stats<IpKey>; 2],
+    iface: [Stats<u32>; 2],
+    /// The side selector.
+    pub selector: Array<MapData, u32>,
+    overflow: PerCpuArray<MapData, Counters>,
+}
+
+fn open(pins: &PinDir, name: &'static str) -> Result<Map, CountersError> {
+    let path = pins.map(name);
+    let data = MapData::from_pin(&path).map_err(|source| CountersError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| CountersError::Open { path, source })
+}
+
+fn open_as<T>(pins: &PinDir, name: &'static str) -> Result<T, CountersError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    T::try_from(open(pins, name)?).map_err(|source| CountersError::Open {
+        path: pins.map(name),
+        source,
+    })
+}
+
+fn sum_map<K: aya::Pod + Ord>(
+    map: &Stats<K>,
+    name: &'static str,
+) -> Result<BTreeMap<K, Counters>, CountersError> {
+    let mut out = BTreeMap::new();
+    for item in map.iter() {
+        let (key, per_cpu) = item.map_err(|source| CountersError::Read { name, source })?;
+        let mut total = Counters::ZERO;
+        for c in per_cpu.iter() {
+            total.add(c);
+        }
+        out.insert(key, total);
+    }
+    Ok(out)
+}
+
+impl Maps {
+    /// Opens every map pinned under `pins`.
+    pub fn open(pins: &PinDir) -> Result<Self, CountersError> {
+        Ok(Self {
+            uid: [open_as(pins, common::UID_A)?, open_as(pins, common::UID_B)?],
+            ip: [open_as(pins, common::IP_A)?, open_as(pins, common::IP_B)?],
+            iface: [
+                open_as(pins, common::IFACE_A)?,
+                open_as(pins, common::IFACE_B)?,
+            ],
+            selector: open_as(pins, common::SELECTOR)?,
+            overflow: open_as(pins, common::OVERFLOW)?,
+        })
+    }
+
+    /// Everything that `side` holds now.
+    pub fn read_side(&self, side: u32) -> Result<Totals, CountersError> {
+        let s = side as usize;
+        let mut totals = Totals {
+            uids: sum_map(&self.uid[s], [common::UID_A, common::UID_B][s])?,
+            ips: sum_map(&self.ip[s], [common::IP_A, common::IP_B][s])?,
+            ifaces: sum_map(&self.iface[s], [common::IFACE_A, common::IFACE_B][s])?,
+            overflow: Default::default(),
+        };
+        for kind in 0..KINDS {
+            let per_cpu = self
+                .overflow
+                .get(&overflow_slot(side, kind), 0)
+                .map_err(|source| CountersError::Read {
+                    name: common::OVERFLOW,
+                    source,
+                })?;
+            for c in per_cpu.iter() {
+                totals.overflow[kind as usize].add(c);
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Everything both sides hold now: all counts not yet drained.
+    pub fn read_all(&self) -> Result<Totals, CountersError> {
+        let mut totals = Totals::default();
+        for side in 0..SIDES {
+            totals.add(&self.read_side(side)?);
+        }
+        Ok(totals)
+    }
+}

@@ -1,0 +1,24 @@
+//! trafmon: the loader, counters, configuration and CLI of the agent.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod counters;
+pub mod ifaces;
+pub mod loader;
+pub mod mounts;
+pub mod paths;
+pub mod print;
+pub mod users;
+
+/// `error: cause: cause` on one line, as every error of the CLI is shown.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

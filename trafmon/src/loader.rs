@@ -1,0 +1,404 @@
+//! Loading the eBPF object, attaching its programs and pinning maps and
+//! links, so that counting goes on while no agent runs; and removing all of
+//! it again.
+//!
+//! Maps are pinned by name under `<pin_dir>/maps` and reused on every load,
+//! so a restarted or upgraded agent writes the same counters. Links are
+//! pinned under `<pin_dir>/links`: a pinned tc link gets the newly loaded
+//! program atomically (TCX link update: no packet is counted twice or
+//! missed); a pinned cgroup link is kept as it is.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+    },
+};
+use trafmon_common as common;
+
+use crate::{
+    config::{CgroupSetting, Config, Interfaces},
+    ifaces::{self, Interface},
+    mounts::{self, MountError},
+    paths::{Attachment, PinDir},
+};
+
+/// The eBPF object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafmon"));
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// bpffs or cgroup fs trouble.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The object could not be loaded (verifier, permissions, map mismatch).
+    #[error("cannot load the eBPF programs (are you root?)")]
+    Load(#[source] aya::EbpfError),
+    /// A program is missing from the object or failed to load.
+    #[error("program {name}")]
+    Program {
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// The cgroup directory cannot be opened.
+    #[error("cannot open cgroup {path}")]
+    Cgroup {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Attaching failed.
+    #[error("cannot attach {what}")]
+    Attach {
+        /// Which attachment.
+        what: String,
+        /// Why.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// Converting or pinning a link failed.
+    #[error("cannot pin the link of {what} at {path}")]
+    Pin {
+        /// Which attachment.
+        what: String,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Listing interfaces failed.
+    #[error("cannot list network interfaces")]
+    Interfaces(#[source] nix::Error),
+    /// Removing a pin failed.
+    #[error("cannot remove {path}")]
+    Remove {
+        /// What.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The loaded programs and what they are attached to. Dropping it leaves the
+/// pinned links (and so the counting) in place.
+pub struct Installed {
+    ebpf: Ebpf,
+    pins: PinDir,
+    cgroup: PathBuf,
+    interfaces: Interfaces,
+    attached: BTreeSet<Attachment>,
+    /// Configured interfaces already reported missing (warned once each).
+    missing: BTreeSet<String>,
+}
+
+const CGROUP_INGRESS: &str = "cgroup_ingress";
+const CGROUP_EGRESS: &str = "cgroup_egress";
+const TC_PROGRAMS: [&str; 4] = [
+    "tc_eth_ingress",
+    "tc_eth_egress",
+    "tc_ip_ingress",
+    "tc_ip_egress",
+];
+
+/// The cgroup directory that `setting` names.
+pub fn cgroup_path(setting: &CgroupSetting) -> Result<PathBuf, MountError> {
+    match setting {
+        CgroupSetting::Root => mounts::cgroup2_root(),
+        CgroupSetting::Path(p) => Ok(p.clone()),
+    }
+}
+
+impl Installed {
+    /// Loads the programs (reusing pinned maps), attaches them to the cgroup
+    /// and the interfaces of `config`, and pins everything.
+    pub fn install(config: &Config) -> Result<Self, LoaderError> {
+        let pins = PinDir::new(&config.pin_dir);
+        mounts::ensure_bpffs(pins.root())?;
+        for dir in [pins.maps(), pins.links()] {
+            fs::create_dir_all(&dir)
+                .map_err(|source| MountError::CreateDir { path: dir, source })?;
+        }
+        let sizes = &config.maps;
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pins.maps())
+            .map_max_entries(common::UID_A, sizes.uid_entries.0)
+            .map_max_entries(common::UID_B, sizes.uid_entries.0)
+            .map_max_entries(common::IP_A, sizes.ip_entries.0)
+            .map_max_entries(common::IP_B, sizes.ip_entries.0)
+            .map_max_entries(common::IFACE_A, sizes.iface_entries.0)
+            .map_max_entries(common::IFACE_B, sizes.iface_entries.0)
+            .load(OBJECT)
+            .map_err(LoaderError::Load)?;
+        let cgroup = cgroup_path(&config.cgroup)?;
+        let mut this = Self {
+            ebpf,
+            pins,
+            cgroup,
+            interfaces: config.interfaces.clone(),
+            attached: BTreeSet::new(),
+            missing: BTreeSet::new(),
+        };
+        this.load_programs()?;
+        this.attach_cgroup()?;
+        this.sync_interfaces()?;
+        Ok(this)
+    }
+
+    /// The cgroup the cgroup_skb programs are attached to.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// What is attached now.
+    pub fn attached(&self) -> &BTreeSet<Attachment> {
+        &self.attached
+    }
+
+    fn load_programs(&mut self) -> Result<(), LoaderError> {
+        for name in [CGROUP_INGRESS, CGROUP_EGRESS] {
+            let prog: &mut CgroupSkb = self.program(name)?;
+            prog.load()
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        for name in TC_PROGRAMS {
+            let prog: &mut SchedClassifier = self.program(name)?;
+            prog.load()
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    fn program<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P, LoaderError>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(LoaderError::Program {
+                name,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?;
+        prog.try_into()
+            .map_err(|source| LoaderError::Program { name, source })
+    }
+
+    fn attach_cgroup(&mut self) -> Result<(), LoaderError> {
+        let dir = fs::File::open(&self.cgroup).map_err(|source| LoaderError::Cgroup {
+            path: self.cgroup.clone(),
+            source,
+        })?;
+        for (attachment, name, kind) in [
+            (Attachment::CgroupIngress, CGROUP_INGRESS, CgroupSkbAttachType::Ingress),
+            (Attachment::CgroupEgress, CGROUP_EGRESS, CgroupSkbAttachType::Egress),
+        ] {
+            let path = self.pins.link(&attachment);
+            if PinnedLink::from_pin(&path).is_ok() {
+                // Still attached from an earlier run: keep it, it writes the
+                // same pinned maps.
+                self.attached.insert(attachment);
+                continue;
+            }
+            let what = format!("{name} to {}", self.cgroup.display());
+            let prog: &mut CgroupSkb = self.program(name)?;
+            // A cgroup bpf_link takes no flags (EINVAL otherwise): links always
+            // coexist with other programs on the cgroup.
+            let id = prog
+                .attach(&dir, kind, CgroupAttachMode::Single)
+                .map_err(|source| LoaderError::Attach {
+                    what: what.clone(),
+                    source,
+                })?;
+            let link = prog.take_link(id).map_err(|source| LoaderError::Attach {
+                what: what.clone(),
+                source,
+            })?;
+            let fd: FdLink = link.try_into().map_err(|e| LoaderError::Pin {
+                what: what.clone(),
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+            pin(fd, &path, &what)?;
+            self.attached.insert(attachment);
+        }
+        Ok(())
+    }
+
+    /// Attaches to the interfaces that should be counted and are not yet,
+    /// and forgets pinned links of interfaces that no longer exist (auto) or
+    /// are no longer configured (list). Called at start and every interval.
+    pub fn sync_interfaces(&mut self) -> Result<(), LoaderError> {
+        let present = ifaces::list().map_err(LoaderError::Interfaces)?;
+        let wanted: BTreeMap<String, &Interface> = match &self.interfaces {
+            Interfaces::Auto => present
+                .values()
+                .filter(|i| i.up && !i.loopback)
+                .map(|i| (i.name.clone(), i))
+                .collect(),
+            Interfaces::List(names) => {
+                for name in names.iter().filter(|n| !present.contains_key(*n)) {
+                    if self.missing.insert(name.clone()) {
+                        tracing::warn!(interface = %name, "configured interface does not exist (yet)");
+                    }
+                }
+                names
+                    .iter()
+                    .filter_map(|n| present.get(n).map(|i| (n.clone(), i)))
+                    .collect()
+            }
+        };
+        // Forget links of interfaces that are gone or no longer wanted.
+        for attachment in pinned_links(&self.pins)? {
+            let Some(ifname) = attachment.interface() else {
+                continue;
+            };
+            let keep = match &self.interfaces {
+                Interfaces::Auto => present.contains_key(ifname),
+                Interfaces::List(_) => wanted.contains_key(ifname),
+            };
+            if !keep {
+                remove_pin(&self.pins.link(&attachment))?;
+                tracing::info!(interface = %ifname, "interface gone: detached");
+                self.attached.remove(&attachment);
+            }
+        }
+        for (name, iface) in wanted {
+            for attachment in [
+                Attachment::TcIngress(name.clone()),
+                Attachment::TcEgress(name.clone()),
+            ] {
+                if self.attached.contains(&attachment) {
+                    continue;
+                }
+                self.attach_tc(&attachment, iface.ethernet)?;
+                tracing::info!(interface = %name, link = %attachment.pin_name(), "attached");
+                self.attached.insert(attachment);
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_tc(&mut self, attachment: &Attachment, ethernet: bool) -> Result<(), LoaderError> {
+        let (ifname, kind, prog_name) = match (attachment, ethernet) {
+            (Attachment::TcIngress(i), true) => (i, TcAttachType::Ingress, TC_PROGRAMS[0]),
+            (Attachment::TcEgress(i), true) => (i, TcAttachType::Egress, TC_PROGRAMS[1]),
+            (Attachment::TcIngress(i), false) => (i, TcAttachType::Ingress, TC_PROGRAMS[2]),
+            (Attachment::TcEgress(i), false) => (i, TcAttachType::Egress, TC_PROGRAMS[3]),
+            _ => unreachable!("attach_tc takes tc attachments"),
+        };
+        let ifname = ifname.clone();
+        let what = format!("{prog_name} to {ifname}");
+        let path = self.pins.link(attachment);
+        let prog: &mut SchedClassifier = self.program(prog_name)?;
+        // A pinned link from an earlier run: swap in the new program atomically.
+        if let Ok(pinned) = PinnedLink::from_pin(&path) {
+            let replaced = SchedClassifierLink::try_from(FdLink::from(pinned))
+                .ok()
+                .and_then(|link| prog.attach_to_link(link).ok());
+            if replaced.is_some() {
+                return Ok(());
+            }
+            // Defunct (the interface was recreated): start over.
+            remove_pin(&path)?;
+        }
+        let id = prog
+            .attach(&ifname, kind)
+            .map_err(|source| LoaderError::Attach {
+                what: what.clone(),
+                source,
+            })?;
+        let link = prog.take_link(id).map_err(|source| LoaderError::Attach {
+            what: what.clone(),
+            source,
+        })?;
+        let fd: FdLink = link.try_into().map_err(|e| LoaderError::Pin {
+            what: what.clone(),
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        pin(fd, &path, &what)
+    }
+}
+
+fn pin(fd: FdLink, path: &Path, what: &str) -> Result<(), LoaderError> {
+    fd.pin(path).map(drop).map_err(|e| LoaderError::Pin {
+        what: what.into(),
+        path: path.into(),
+        source: Box::new(e),
+    })
+}
+
+fn remove_pin(path: &Path) -> Result<(), LoaderError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LoaderError::Remove {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// The attachments that have a pinned link.
+fn pinned_links(pins: &PinDir) -> Result<Vec<Attachment>, LoaderError> {
+    let dir = pins.links();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(LoaderError::Remove { path: dir, source }),
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Attachment::from_pin_name(&e.file_name().to_string_lossy()))
+        .collect())
+}
+
+/// Detaches every program and removes every pin under `pin_dir`, then the
+/// directory itself. Programs held by a running agent stay attached until
+/// it exits, so stop the agent first.
+pub fn uninstall(pin_dir: &Path) -> Result<(), LoaderError> {
+    let pins = PinDir::new(pin_dir);
+    for dir in [pins.links(), pins.maps()] {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(LoaderError::Remove { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| LoaderError::Remove {
+                path: dir.clone(),
+                source,
+            })?;
+            remove_pin(&entry.path())?;
+        }
+        remove_dir(&dir)?;
+    }
+    remove_dir(pins.root())
+}
+
+fn remove_dir(path: &Path) -> Result<(), LoaderError> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LoaderError::Remove {
+            path: path.into(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,51 @@
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use trafmon::{
+    cli::{Cli, Command},
+    config::Config,
+};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("trafmon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (path, explicit) = cli.config_path();
+    let config = Config::load(&path, explicit)?;
+    match cli.command {
+        Command::Agent => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            rt.block_on(trafmon::agent::run(config))?;
+        }
+        Command::Uninstall => {
+            trafmon::loader::uninstall(&config.pin_dir)?;
+            println!("removed every pin under {}", config.pin_dir.display());
+        }
+    }
+    Ok(())
+}

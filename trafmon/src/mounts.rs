@@ -1,0 +1,151 @@
+//! Finding the cgroup v2 root and making sure bpffs is mounted, from
+//! `/proc/self/mountinfo`.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use nix::mount::{MsFlags, mount};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// mountinfo could not be read.
+    #[error("cannot read /proc/self/mountinfo")]
+    MountInfo(#[source] io::Error),
+    /// No cgroup2 mount exists.
+    #[error("no cgroup v2 file system is mounted; mount one or set `cgroup` in the configuration")]
+    NoCgroup2,
+    /// Mounting bpffs failed.
+    #[error("cannot mount bpffs at {path}")]
+    MountBpffs {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
+    /// Creating a directory failed.
+    #[error("cannot create {path}")]
+    CreateDir {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One line of mountinfo: (mount point, file system type).
+fn mounts() -> Result<Vec<(PathBuf, String)>, MountError> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(MountError::MountInfo)?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// Parses mountinfo text into (mount point, fs type) pairs.
+pub fn parse_mountinfo(text: &str) -> Vec<(PathBuf, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let point = fields.get(4)?;
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let fstype = fields.get(sep + 1)?;
+            Some((PathBuf::from(unescape(point)), (*fstype).to_owned()))
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount point of the cgroup v2 hierarchy (the unified root; on a hybrid
+/// system such as this one, `/sys/fs/cgroup/unified`).
+pub fn cgroup2_root() -> Result<PathBuf, MountError> {
+    find_cgroup2(&mounts()?).ok_or(MountError::NoCgroup2)
+}
+
+/// The shortest cgroup2 mount point: the root of the hierarchy.
+pub fn find_cgroup2(mounts: &[(PathBuf, String)]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter(|(_, fstype)| fstype == "cgroup2")
+        .map(|(point, _)| point.clone())
+        .min_by_key(|p| p.as_os_str().len())
+}
+
+/// Makes sure `pin_root` lies on a bpffs, mounting bpffs at
+/// [`crate::paths::BPFFS_MOUNT`] when nothing is mounted there, and creates it.
+pub fn ensure_bpffs(pin_root: &Path) -> Result<(), MountError> {
+    let mounts = mounts()?;
+    let on_bpffs = mounts
+        .iter()
+        .any(|(point, fstype)| fstype == "bpf" && pin_root.starts_with(point));
+    if !on_bpffs {
+        let target = Path::new(crate::paths::BPFFS_MOUNT);
+        fs::create_dir_all(target).map_err(|source| MountError::CreateDir {
+            path: target.into(),
+            source,
+        })?;
+        mount(
+            Some("bpf"),
+            target,
+            Some("bpf"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|source| MountError::MountBpffs {
+            path: target.into(),
+            source,
+        })?;
+        tracing::info!(path = %target.display(), "mounted bpffs");
+    }
+    fs::create_dir_all(pin_root).map_err(|source| MountError::CreateDir {
+        path: pin_root.into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 0:40 / /mnt/with\\040space rw - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_hybrid_cgroup2_mount() {
+        let mounts = parse_mountinfo(HYBRID);
+        assert_eq!(
+            find_cgroup2(&mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert!(mounts.iter().any(|(p, _)| p == Path::new("/mnt/with space")));
+    }
+
+    #[test]
+    fn no_cgroup2_is_none() {
+        let mounts = parse_mountinfo("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n");
+        assert_eq!(find_cgroup2(&mounts), None);
+    }
+}
