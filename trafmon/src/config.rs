@@ -280,7 +280,7 @@ uid_entries = 4
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = parse("interval = \"10s\"\n[maps]\nuid_entries = 4\nbogus = 1\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:4: maps: unknown field `bogus`"), "{e}");
+        assert!(e.starts_with("/etc/t.toml:4: maps.bogus: unknown field `bogus`"), "{e}");
     }
 
     #[test]

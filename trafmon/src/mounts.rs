@@ -81,13 +81,19 @@ pub fn cgroup2_root() -> Result<PathBuf, MountError> {
     find_cgroup2(&mounts()?).ok_or(MountError::NoCgroup2)
 }
 
-/// The shortest cgroup2 mount point: the root of the hierarchy.
+/// The cgroup2 mount point: the systemd locations first (unified, then
+/// hybrid), else the first cgroup2 mount.
 pub fn find_cgroup2(mounts: &[(PathBuf, String)]) -> Option<PathBuf> {
-    mounts
+    let cgroup2: Vec<&PathBuf> = mounts
         .iter()
         .filter(|(_, fstype)| fstype == "cgroup2")
-        .map(|(point, _)| point.clone())
-        .min_by_key(|p| p.as_os_str().len())
+        .map(|(point, _)| point)
+        .collect();
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .find_map(|known| cgroup2.iter().find(|p| p.as_path() == Path::new(known)))
+        .or(cgroup2.first())
+        .map(|p| (*p).clone())
 }
 
 /// Makes sure `pin_root` lies on a bpffs, mounting bpffs at

@@ -1,0 +1,479 @@
+//! What every integration test needs: its own network namespaces, veth
+//! pair, cgroup and pin directory (all removed in `Drop`, even when the test
+//! fails), an agent running in its namespace, traffic generators running as
+//! other UIDs, and the ground truths (iptables counters, interface counters).
+//!
+//! Traffic only flows between the test's own namespaces, on documentation
+//! addresses.
+
+use std::{
+    ffi::CString,
+    fs,
+    io::{BufRead as _, BufReader},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use trafmon::{
+    counters::{Maps, Totals},
+    paths::PinDir,
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A short unique id for names of this test's objects.
+fn unique() -> String {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{n:x}", std::process::id() & 0xffff)
+}
+
+/// Runs a command and returns stdout; panics with stderr on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e} (is it installed?)"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The trafmon binary under test (set by `cargo xtask test`).
+pub fn trafmon_bin() -> PathBuf {
+    let bin = std::env::var_os("TRAFMON_BIN")
+        .map(PathBuf::from)
+        .expect("TRAFMON_BIN is not set: run the integration tests with `cargo xtask test`");
+    assert!(bin.exists(), "TRAFMON_BIN={} does not exist", bin.display());
+    bin
+}
+
+/// Fails the test unless it runs as root.
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests need root (they load eBPF programs): run `sudo -E cargo xtask test`"
+    );
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    fn new(name: String) -> Self {
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    /// Runs a command inside this namespace.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A cgroup v2 directory, emptied and removed on drop.
+pub struct Cgroup {
+    pub path: PathBuf,
+}
+
+impl Cgroup {
+    fn new(name: &str) -> Self {
+        let root = trafmon::mounts::cgroup2_root().expect("a cgroup v2 mount");
+        let path = root.join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let procs = fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: plain kill(2) of a process of this test's cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("warning: cannot remove cgroup {}", self.path.display());
+    }
+}
+
+/// Where a traffic process runs and as whom.
+#[derive(Clone, Copy)]
+pub struct As<'a> {
+    pub ns: &'a Netns,
+    pub uid: u32,
+    /// Moved into the test's cgroup (counted by cgroup_skb) or not.
+    pub counted: bool,
+}
+
+/// A running traffic generator.
+pub struct Traffic {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    what: String,
+}
+
+impl Traffic {
+    /// Waits for the `listening` line of a receiver.
+    pub fn wait_listening(&self) {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{} did not start listening", self.what));
+        assert_eq!(line, "listening", "{}", self.what);
+    }
+
+    /// Waits for it to finish and returns the bytes it reports.
+    pub fn finish(mut self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "{} failed: {status}", self.what);
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not finish in time", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let last = self.lines.iter().last().unwrap_or_default();
+        last.split(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}: unexpected output {last:?}", self.what))
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's world: two namespaces joined by a veth pair (`va` in `a`,
+/// `vb` in `b`), a cgroup, a pin directory and a config file.
+pub struct Env {
+    pub id: String,
+    pub pin_dir: PathBuf,
+    pub config: PathBuf,
+    pub cgroup: Cgroup,
+    pub va: String,
+    pub vb: String,
+    // Dropped last: everything above lives in them.
+    pub a: Netns,
+    pub b: Netns,
+    tmp: PathBuf,
+}
+
+impl Env {
+    /// Creates the namespaces, the veth pair (down, no addresses), the
+    /// cgroup and a config with `extra` appended.
+    pub fn new(extra: &str) -> Self {
+        require_root();
+        let id = unique();
+        let a = Netns::new(format!("tm-{id}-a"));
+        let b = Netns::new(format!("tm-{id}-b"));
+        let (va, vb) = (format!("tma{id}"), format!("tmb{id}"));
+        sh(&[
+            "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb,
+            "netns", &b.name,
+        ]);
+        for ns in [&a, &b] {
+            // Keep the link quiet: no router solicitations, no DAD.
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.router_solicitations=0"]);
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.router_solicitations=0",
+            ]);
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+        }
+        let cgroup = Cgroup::new(&format!("trafmon-test-{id}"));
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/trafmon-test-{id}"));
+        let tmp = std::env::temp_dir().join(format!("trafmon-test-{id}"));
+        fs::create_dir_all(&tmp).expect("tmp dir");
+        let config = tmp.join("trafmon.toml");
+        fs::write(
+            &config,
+            format!(
+                "interval = \"1s\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{va}\"]\n{extra}\n",
+                pin_dir.display(),
+                tmp.join("state").display(),
+                cgroup.path.display()
+            ),
+        )
+        .expect("write config");
+        Self {
+            id,
+            pin_dir,
+            config,
+            cgroup,
+            va,
+            vb,
+            a,
+            b,
+            tmp,
+        }
+    }
+
+    /// Brings the veth up with 192.0.2.1/24 + 2001:db8::1/64 on `va` and
+    /// 192.0.2.100/24 + 2001:db8::100/64 on `vb`, plus `more_a` on `va`.
+    pub fn up(&self, more_a: &[&str]) {
+        for (ns, dev, v4, v6) in [
+            (&self.a, &self.va, "192.0.2.1/24", "2001:db8::1/64"),
+            (&self.b, &self.vb, "192.0.2.100/24", "2001:db8::100/64"),
+        ] {
+            ns.exec(&["ip", "addr", "add", v4, "dev", dev]);
+            ns.exec(&["ip", "addr", "add", v6, "dev", dev, "nodad"]);
+        }
+        for addr in more_a {
+            let mut args = vec!["ip", "addr", "add", addr, "dev", &self.va];
+            if addr.contains(':') {
+                args.push("nodad");
+            }
+            self.a.exec(&args);
+        }
+        self.a.exec(&["ip", "link", "set", &self.va, "up"]);
+        self.b.exec(&["ip", "link", "set", &self.vb, "up"]);
+    }
+
+    /// Starts the agent inside namespace `a` and waits until it counts.
+    pub fn agent(&self) -> Agent {
+        Agent::start(self)
+    }
+
+    /// Runs `trafmon <args>` with this env's config.
+    pub fn trafmon(&self, args: &[&str]) -> std::process::Output {
+        Command::new(trafmon_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run trafmon")
+    }
+
+    /// Starts the traffic generator `args` as `who`.
+    pub fn traffic(&self, who: As<'_>, args: &[&str]) -> Traffic {
+        let what = format!("trafgen {} as uid {}", args.join(" "), who.uid);
+        let netns = fs::File::open(who.ns.path()).expect("open netns");
+        let procs = CString::new(
+            self.cgroup
+                .path
+                .join("cgroup.procs")
+                .to_str()
+                .expect("utf-8"),
+        )
+        .expect("no NUL");
+        let (uid, counted) = (who.uid, who.counted);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trafgen"));
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: only async-signal-safe calls (setns, open, write, close,
+        // setgroups, setgid, setuid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if counted {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Traffic { child, lines, what }
+    }
+
+    /// The counters both sides of the pinned maps hold now.
+    pub fn totals(&self) -> Totals {
+        Maps::open(&PinDir::new(&self.pin_dir))
+            .expect("open pinned maps")
+            .read_all()
+            .expect("read maps")
+    }
+
+    /// The `ifindex` of `dev` in `ns`.
+    pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
+        let json = ns.exec(&["ip", "-j", "link", "show", dev]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        v[0]["ifindex"].as_u64().expect("ifindex") as u32
+    }
+
+    /// The interface's own counters: (rx bytes, rx packets, tx bytes, tx packets).
+    pub fn link_stats(ns: &Netns, dev: &str) -> [u64; 4] {
+        let json = ns.exec(&["ip", "-j", "-s", "link", "show", dev]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        let s = &v[0]["stats64"];
+        let get = |dir: &str, what: &str| s[dir][what].as_u64().expect("stats64 field");
+        [
+            get("rx", "bytes"),
+            get("rx", "packets"),
+            get("tx", "bytes"),
+            get("tx", "packets"),
+        ]
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.pin_dir.exists() {
+            let _ = trafmon::loader::uninstall(&self.pin_dir);
+        }
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// An agent process running in the env's namespace `a`.
+pub struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(env: &Env) -> Self {
+        let netns = fs::File::open(env.a.path()).expect("open netns");
+        let mut cmd = Command::new(trafmon_bin());
+        cmd.arg("--config")
+            .arg(&env.config)
+            .arg("agent")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: setns is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the agent");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("agent: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("counting") => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the agent did not start counting: {:?}", child.wait());
+                }
+            }
+        }
+        Self { child }
+    }
+
+    /// Kills the agent with `signal` and waits for it.
+    pub fn kill(mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.child.wait().expect("wait for the agent")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counters of the iptables (or ip6tables) rules in `ns` whose comment is
+/// `comment`: (packets, bytes).
+pub fn rule_counters(ns: &Netns, v6: bool, comment: &str) -> (u64, u64) {
+    let save = ns.exec(&[
+        if v6 {
+            "ip6tables-save"
+        } else {
+            "iptables-save"
+        },
+        "-c",
+    ]);
+    let mut found = None;
+    for line in save.lines() {
+        if line.contains(&format!("--comment {comment} "))
+            || line.ends_with(&format!("--comment {comment}"))
+        {
+            let counters = line
+                .strip_prefix('[')
+                .and_then(|l| l.split(']').next())
+                .unwrap_or_else(|| panic!("no counters in {line:?}"));
+            let (p, b) = counters.split_once(':').expect("pkts:bytes");
+            found = Some((p.parse().expect("packets"), b.parse().expect("bytes")));
+        }
+    }
+    found.unwrap_or_else(|| panic!("no rule with comment {comment} in {ns}", ns = ns.name))
+}
+
+/// Adds an accounting rule (no target) with a comment to find it by.
+pub fn add_rule(ns: &Netns, v6: bool, chain: &str, spec: &[&str], comment: &str) {
+    let mut args = vec![if v6 { "ip6tables" } else { "iptables" }, "-w", "-A", chain];
+    args.extend_from_slice(spec);
+    args.extend_from_slice(&["-m", "comment", "--comment", comment]);
+    ns.exec(&args);
+}

@@ -1,0 +1,84 @@
+//! Per-interface counters equal the interface's own statistics.
+
+use crate::harness::{As, Env};
+
+#[test]
+fn interface_counters_equal_the_kernels() {
+    let env = Env::new("");
+    let _agent = env.agent();
+    env.up(&[]);
+    let in_a = As {
+        ns: &env.a,
+        uid: 0,
+        counted: false,
+    };
+    let in_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+
+    // TCP and UDP, both directions, IPv4 and IPv6.
+    let receivers = [
+        env.traffic(in_a, &["tcp-recv", "192.0.2.1", "5001", "1"]),
+        env.traffic(in_b, &["tcp-recv", "2001:db8::100", "5002", "1"]),
+        env.traffic(in_a, &["udp-recv", "2001:db8::1", "5003", "40"]),
+        env.traffic(in_b, &["udp-recv", "192.0.2.100", "5004", "30"]),
+    ];
+    for r in &receivers {
+        r.wait_listening();
+    }
+    let senders = [
+        env.traffic(in_b, &["tcp-send", "192.0.2.1", "5001", "300000"]),
+        env.traffic(in_a, &["tcp-send", "2001:db8::100", "5002", "200000"]),
+        env.traffic(in_b, &["udp-send", "2001:db8::1", "5003", "1200", "40"]),
+        env.traffic(in_a, &["udp-send", "192.0.2.100", "5004", "333", "30"]),
+    ];
+    for s in senders {
+        s.finish();
+    }
+    for r in receivers {
+        r.finish();
+    }
+
+    let ifindex = Env::ifindex(&env.a, &env.va);
+    // Read trafmon, the interface, trafmon again, until nothing moved in
+    // between (a stray IPv6 multicast report may still be on its way).
+    for _ in 0..50 {
+        let before = env
+            .totals()
+            .ifaces
+            .get(&ifindex)
+            .copied()
+            .unwrap_or_default();
+        let kernel = Env::link_stats(&env.a, &env.va);
+        let after = env
+            .totals()
+            .ifaces
+            .get(&ifindex)
+            .copied()
+            .unwrap_or_default();
+        if before != after {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        let ours = [
+            after.rx_bytes,
+            after.rx_packets,
+            after.tx_bytes,
+            after.tx_packets,
+        ];
+        assert_eq!(
+            ours, kernel,
+            "trafmon [rx B, rx p, tx B, tx p] vs {}'s statistics",
+            env.va
+        );
+        // At least the payload that crossed in each direction.
+        assert!(
+            kernel[0] >= 300_000 + 40 * 1200 && kernel[2] >= 200_000 + 30 * 333,
+            "the traffic went through: {kernel:?}"
+        );
+        return;
+    }
+    panic!("the interface never went quiet");
+}

@@ -1,0 +1,10 @@
+//! Integration tests against the real kernel. They need root; run them with
+//! `cargo xtask test` (one at a time: `--test-threads=1`).
+
+mod harness;
+
+mod iface;
+mod ip;
+mod lifecycle;
+mod overflow;
+mod uid;

@@ -1,0 +1,79 @@
+//! A full map counts into the overflow counters; nothing is lost.
+
+use trafmon_common::KIND_UID;
+
+use crate::harness::{As, Env, add_rule, rule_counters};
+
+#[test]
+fn a_full_map_counts_overflow_and_loses_nothing() {
+    let env = Env::new("[maps]\nuid_entries = 4\n");
+    let _agent = env.agent();
+    env.up(&[]);
+    let uids: Vec<u32> = (61011..61021).collect();
+    for uid in &uids {
+        let u = uid.to_string();
+        add_rule(
+            &env.a,
+            false,
+            "OUTPUT",
+            &["-m", "owner", "--uid-owner", &u],
+            &format!("tm-uid-{uid}"),
+        );
+    }
+    let receiver = env.traffic(
+        As {
+            ns: &env.b,
+            uid: 0,
+            counted: false,
+        },
+        &["udp-recv", "192.0.2.100", "9000", "200"],
+    );
+    receiver.wait_listening();
+    let senders: Vec<_> = uids
+        .iter()
+        .map(|uid| {
+            env.traffic(
+                As {
+                    ns: &env.a,
+                    uid: *uid,
+                    counted: true,
+                },
+                &["udp-send", "192.0.2.100", "9000", "400", "20"],
+            )
+        })
+        .collect();
+    for s in senders {
+        s.finish();
+    }
+    receiver.finish();
+
+    let totals = env.totals();
+    let (mut packets, mut bytes) = (0, 0);
+    for uid in &uids {
+        let (p, b) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        packets += p;
+        bytes += b;
+    }
+    assert_eq!(
+        totals.uids.len(),
+        4,
+        "the uid map holds 4 keys: {:?}",
+        totals.uids.keys()
+    );
+    let overflow = totals.overflow[KIND_UID as usize];
+    assert!(overflow.tx_packets > 0, "overflow is counted");
+    let counted_packets: u64 =
+        totals.uids.values().map(|c| c.tx_packets).sum::<u64>() + overflow.tx_packets;
+    let counted_bytes: u64 =
+        totals.uids.values().map(|c| c.tx_bytes).sum::<u64>() + overflow.tx_bytes;
+    assert_eq!(
+        (counted_packets, counted_bytes),
+        (packets, bytes),
+        "per-UID + overflow vs iptables"
+    );
+    assert_eq!(
+        (packets, bytes),
+        (200, 200 * 428),
+        "the generator's 200 datagrams of 400 B (+28 B headers)"
+    );
+}

@@ -1,0 +1,243 @@
+//! Per-UID counters equal iptables owner and port rule counters.
+
+use std::collections::BTreeMap;
+
+use crate::harness::{As, Env, add_rule, rule_counters};
+
+const UIDS: [u32; 3] = [61001, 61002, 61003];
+
+/// Three UIDs send TCP and UDP over IPv4 and IPv6 at the same time; their tx
+/// equals `--uid-owner` rule counters in OUTPUT.
+#[test]
+fn per_uid_egress_equals_iptables_owner_rules() {
+    let env = Env::new("");
+    let _agent = env.agent();
+    env.up(&[]);
+    for uid in UIDS {
+        for v6 in [false, true] {
+            let u = uid.to_string();
+            add_rule(
+                &env.a,
+                v6,
+                "OUTPUT",
+                &["-m", "owner", "--uid-owner", &u],
+                &format!("tm-uid-{uid}"),
+            );
+        }
+    }
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, uid) in UIDS.into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let ports: Vec<String> = (0..4).map(|k| (6000 + 100 * k + i).to_string()).collect();
+        let rx = [
+            env.traffic(root_b, &["tcp-recv", "192.0.2.100", &ports[0], "1"]),
+            env.traffic(root_b, &["tcp-recv", "2001:db8::100", &ports[1], "1"]),
+            env.traffic(
+                root_b,
+                &["udp-recv", "192.0.2.100", &ports[2], &(20 * n).to_string()],
+            ),
+            env.traffic(
+                root_b,
+                &[
+                    "udp-recv",
+                    "2001:db8::100",
+                    &ports[3],
+                    &(10 * n).to_string(),
+                ],
+            ),
+        ];
+        for r in &rx {
+            r.wait_listening();
+        }
+        receivers.extend(rx);
+        let who = As {
+            ns: &env.a,
+            uid,
+            counted: true,
+        };
+        senders.push(env.traffic(
+            who,
+            &[
+                "tcp-send",
+                "192.0.2.100",
+                &ports[0],
+                &(100_000 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            who,
+            &[
+                "tcp-send",
+                "2001:db8::100",
+                &ports[1],
+                &(50_000 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            who,
+            &[
+                "udp-send",
+                "192.0.2.100",
+                &ports[2],
+                "700",
+                &(20 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            who,
+            &[
+                "udp-send",
+                "2001:db8::100",
+                &ports[3],
+                "900",
+                &(10 * n).to_string(),
+            ],
+        ));
+    }
+    for s in senders {
+        s.finish();
+    }
+    for r in receivers {
+        r.finish();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let totals = env.totals();
+    for uid in UIDS {
+        let (p4, b4) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        let (p6, b6) = rule_counters(&env.a, true, &format!("tm-uid-{uid}"));
+        let ours = totals.uids.get(&uid).copied().unwrap_or_default();
+        assert_eq!(
+            (ours.tx_packets, ours.tx_bytes),
+            (p4 + p6, b4 + b6),
+            "uid {uid}: trafmon tx (packets, bytes) vs iptables+ip6tables --uid-owner"
+        );
+        assert!(ours.tx_bytes > 100_000, "uid {uid} sent traffic");
+    }
+}
+
+/// Each UID receives on its own ports; its rx equals INPUT `--dport` rule
+/// counters. Senders close first, so every packet the receivers get meets a
+/// full socket (no time-wait on the receiving side): the two sides see the
+/// same packets and must match exactly.
+#[test]
+fn per_uid_ingress_equals_iptables_port_rules() {
+    let env = Env::new("");
+    let _agent = env.agent();
+    env.up(&[]);
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let mut rule_names: BTreeMap<u32, Vec<(bool, String)>> = BTreeMap::new();
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, uid) in UIDS.into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let ports: Vec<String> = (0..4).map(|k| (7000 + 100 * k + i).to_string()).collect();
+        for (k, (proto, v6)) in [("tcp", false), ("tcp", true), ("udp", false), ("udp", true)]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("tm-port-{}", ports[k]);
+            add_rule(
+                &env.a,
+                v6,
+                "INPUT",
+                &["-p", proto, "--dport", &ports[k]],
+                &name,
+            );
+            rule_names.entry(uid).or_default().push((v6, name));
+        }
+        let who = As {
+            ns: &env.a,
+            uid,
+            counted: true,
+        };
+        let rx = [
+            env.traffic(who, &["tcp-recv", "192.0.2.1", &ports[0], "1"]),
+            env.traffic(who, &["tcp-recv", "2001:db8::1", &ports[1], "1"]),
+            env.traffic(
+                who,
+                &["udp-recv", "192.0.2.1", &ports[2], &(15 * n).to_string()],
+            ),
+            env.traffic(
+                who,
+                &["udp-recv", "2001:db8::1", &ports[3], &(12 * n).to_string()],
+            ),
+        ];
+        for r in &rx {
+            r.wait_listening();
+        }
+        receivers.extend(rx);
+        senders.push(env.traffic(
+            root_b,
+            &[
+                "tcp-send",
+                "192.0.2.1",
+                &ports[0],
+                &(120_000 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            root_b,
+            &[
+                "tcp-send",
+                "2001:db8::1",
+                &ports[1],
+                &(60_000 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            root_b,
+            &[
+                "udp-send",
+                "192.0.2.1",
+                &ports[2],
+                "800",
+                &(15 * n).to_string(),
+            ],
+        ));
+        senders.push(env.traffic(
+            root_b,
+            &[
+                "udp-send",
+                "2001:db8::1",
+                &ports[3],
+                "500",
+                &(12 * n).to_string(),
+            ],
+        ));
+    }
+    for s in senders {
+        s.finish();
+    }
+    for r in receivers {
+        r.finish();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let totals = env.totals();
+    for (uid, rules) in rule_names {
+        let (mut packets, mut bytes) = (0, 0);
+        for (v6, name) in rules {
+            let (p, b) = rule_counters(&env.a, v6, &name);
+            packets += p;
+            bytes += b;
+        }
+        let ours = totals.uids.get(&uid).copied().unwrap_or_default();
+        assert_eq!(
+            (ours.rx_packets, ours.rx_bytes),
+            (packets, bytes),
+            "uid {uid}: trafmon rx (packets, bytes) vs INPUT --dport rules"
+        );
+        assert!(ours.rx_bytes > 100_000, "uid {uid} received traffic");
+    }
+}

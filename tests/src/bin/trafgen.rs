@@ -1,0 +1,157 @@
+//! Bounded traffic generator for the integration tests. Every mode stops by
+//! itself: byte and packet counts are fixed and every socket has a timeout.
+//! Prints what it sent or received, in payload bytes, as `sent N` or
+//! `received N`.
+//!
+//! trafgen tcp-send ADDR PORT BYTES
+//! trafgen tcp-recv ADDR PORT CONNECTIONS
+//! trafgen udp-send ADDR PORT SIZE COUNT
+//! trafgen udp-recv ADDR PORT COUNT
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("trafgen: argument {i} ({what}) missing or invalid"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    let ip: IpAddr = arg(&args, 2, "address");
+    let port: u16 = arg(&args, 3, "port");
+    let addr = SocketAddr::new(ip, port);
+    let result = match mode {
+        "tcp-send" => tcp_send(addr, arg(&args, 4, "bytes")),
+        "tcp-recv" => tcp_recv(addr, arg(&args, 4, "connections")),
+        "udp-send" => udp_send(addr, arg(&args, 4, "size"), arg(&args, 5, "count")),
+        "udp-recv" => udp_recv(addr, arg(&args, 4, "count")),
+        _ => Err(std::io::Error::other(format!("unknown mode {mode:?}"))),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("trafgen {mode} {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects (retrying while the receiver starts), sends `bytes`, shuts down
+/// its side and reads until the receiver closes, so the exchange completes.
+fn tcp_send(addr: SocketAddr, bytes: u64) -> std::io::Result<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut stream = loop {
+        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    let chunk = vec![0x5au8; 16 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        stream.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    let mut sink = Vec::new();
+    stream.read_to_end(&mut sink)?;
+    Ok(format!("sent {bytes}"))
+}
+
+/// Accepts `connections` connections one after another and reads each to
+/// the end, then closes it.
+fn tcp_recv(addr: SocketAddr, connections: u32) -> std::io::Result<String> {
+    let listener = TcpListener::bind(addr)?;
+    println!("listening");
+    let mut total = 0u64;
+    for _ in 0..connections {
+        let (mut stream, _) = accept_with_timeout(&listener)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    Ok(format!("received {total}"))
+}
+
+fn accept_with_timeout(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false)?;
+                return Ok((s, a));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends `count` datagrams of `size` payload bytes, paced so that a
+/// receiver on the same machine keeps up.
+fn udp_send(addr: SocketAddr, size: usize, count: u32) -> std::io::Result<String> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    };
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_write_timeout(Some(TIMEOUT))?;
+    let payload = vec![0xa5u8; size];
+    for i in 0..count {
+        socket.send_to(&payload, addr)?;
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(format!("sent {}", size as u64 * u64::from(count)))
+}
+
+/// Receives until `count` datagrams arrived or the timeout passed.
+fn udp_recv(addr: SocketAddr, count: u32) -> std::io::Result<String> {
+    let socket = UdpSocket::bind(addr)?;
+    println!("listening");
+    socket.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = vec![0u8; 65536];
+    let (mut total, mut got) = (0u64, 0u32);
+    while got < count && Instant::now() < deadline {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                total += n as u64;
+                got += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(format!("received {total}"))
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask test`: unit tests, then the integration tests against the
+//! real kernel (root), after installing the tools they compare against.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    build,
+    util::{is_root, on_path, run},
+};
+
+/// Test options.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Only tests whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// Debian packages that provide the tools the integration tests need.
+const TOOLS: [(&str, &str); 5] = [
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("bpftool", "bpftool"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+];
+
+/// Installs the missing test tools with apt-get.
+fn install_tools() -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(tool, _)| !on_path(tool) && !std::path::Path::new("/usr/sbin").join(tool).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        bail!("missing test tools ({}) and no apt-get to install them", missing.join(", "));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("cannot install the test tools")
+}
+
+/// Runs every test; fails (never skips) without root or a tool.
+pub fn test(o: &Options) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`");
+    }
+    install_tools()?;
+    let binary = build::build(&build::Options { release: false })?;
+    let linker = crate::setup::setup()?;
+
+    let mut unit = build::cargo(&linker)?;
+    unit.args(["test", "--package", "trafmon", "--package", "trafmon-common"])
+        .args(["--package", "xtask"]);
+    if let Some(f) = &o.filter {
+        unit.arg("--").arg(f);
+    }
+    run(&mut unit)?;
+
+    let mut integration = build::cargo(&linker)?;
+    integration
+        .args(["test", "--package", "integration-tests", "--"])
+        .arg("--test-threads=1")
+        .env("TRAFMON_BIN", &binary);
+    if let Some(f) = &o.filter {
+        integration.arg(f);
+    }
+    run(&mut integration)
+}
