@@ -111,10 +111,23 @@ pub const SELECTOR: &str = "SELECTOR";
 /// inserted because the map was full, indexed by [`overflow_slot`].
 pub const OVERFLOW: &str = "OVERFLOW";
 
+/// One-entry array of [`SETTING_LOCAL_NETWORKS`]-style flags for the programs.
+pub const SETTINGS: &str = "SETTINGS";
+/// LPM trie of local IPv4 networks (key: prefix length + 4 address bytes).
+pub const LOCAL4: &str = "LOCAL4";
+/// LPM trie of local IPv6 networks (key: prefix length + 16 address bytes).
+pub const LOCAL6: &str = "LOCAL6";
+
 /// Every pinned map, in a fixed order.
-pub const MAP_NAMES: [&str; 8] = [
-    UID_A, UID_B, IP_A, IP_B, IFACE_A, IFACE_B, SELECTOR, OVERFLOW,
+pub const MAP_NAMES: [&str; 11] = [
+    UID_A, UID_B, IP_A, IP_B, IFACE_A, IFACE_B, SELECTOR, OVERFLOW, SETTINGS, LOCAL4, LOCAL6,
 ];
+
+/// Flag in [`SETTINGS`]: local networks are configured, so the tc programs
+/// consult [`LOCAL4`]/[`LOCAL6`] to pick the address that is ours.
+pub const SETTING_LOCAL_NETWORKS: u32 = 1;
+/// Max entries of each local network trie.
+pub const LOCAL_NETWORK_ENTRIES: u32 = 1024;
 
 /// Default max entries of the per-UID maps.
 pub const DEFAULT_UID_ENTRIES: u32 = 16_384;

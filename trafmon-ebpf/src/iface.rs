@@ -1,11 +1,11 @@
 //! Per-interface and per-IP counting at the tc hooks.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use trafmon_common::{FAMILY_IPV4, FAMILY_IPV6, IpKey, KIND_IFACE, KIND_IP};
 
 use crate::{
     count::{Dir, count},
-    maps::{IFACE_A, IFACE_B, IP_A, IP_B, side},
+    maps::{IFACE_A, IFACE_B, IP_A, IP_B, LOCAL4, LOCAL6, local_networks, side},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -22,47 +22,78 @@ pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Result<(), i64> {
     let ifaces = if side == 0 { &IFACE_A } else { &IFACE_B };
     count(ifaces, &ifindex, dir, u64::from(frame_len), side, KIND_IFACE);
 
-    let (key, ip_len) = ip_key(ctx, dir, l2_len, frame_len)?;
+    let (key, ip_dir, ip_len) = ip_key(ctx, dir, l2_len, frame_len)?;
     let ips = if side == 0 { &IP_A } else { &IP_B };
-    count(ips, &key, dir, u64::from(ip_len), side, KIND_IP);
+    count(ips, &key, ip_dir, u64::from(ip_len), side, KIND_IP);
     Ok(())
 }
 
-/// The address on our side of the packet and the packet's IP length.
-///
-/// Ours is the destination on ingress and the source on egress. The IP
-/// length is the frame minus the link-layer header, but never more than the
-/// header's own length field says, so that Ethernet padding of short frames
-/// is not counted (iptables does not count it either). A length field of 0
-/// (IPv6 jumbograms, BIG TCP) falls back to the frame length.
+/// Which address of the packet is ours.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ours {
+    Source,
+    Destination,
+}
+
+/// Ours is the destination on ingress and the source on egress (right on an
+/// uplink). With local networks configured (an interface facing guests),
+/// ours is the address inside them when exactly one of the two is.
 #[inline(always)]
-fn ip_key(ctx: &TcContext, dir: Dir, l2: u32, frame_len: u32) -> Result<(IpKey, u32), i64> {
+fn pick(dir: Dir, src_local: bool, dst_local: bool) -> Ours {
+    match (src_local, dst_local, dir) {
+        (true, false, _) => Ours::Source,
+        (false, true, _) => Ours::Destination,
+        (_, _, Dir::Rx) => Ours::Destination,
+        (_, _, Dir::Tx) => Ours::Source,
+    }
+}
+
+/// The address on our side, the direction for it (rx: towards it, tx: from
+/// it) and the packet's IP length.
+///
+/// The IP length is the frame minus the link-layer header, but never more
+/// than the header's own length field says, so that Ethernet padding of
+/// short frames is not counted (iptables does not count it either). A length
+/// field of 0 (IPv6 jumbograms, BIG TCP) falls back to the frame length.
+#[inline(always)]
+fn ip_key(ctx: &TcContext, dir: Dir, l2: u32, frame_len: u32) -> Result<(IpKey, Dir, u32), i64> {
     let l3_len = frame_len.saturating_sub(l2);
     let l2 = l2 as usize;
+    let local = local_networks();
     let mut key = IpKey {
         addr: [0; 16],
         family: 0,
     };
-    let header_len = match u16::from_be(ctx.skb.protocol() as u16) {
+    let (ours, header_len) = match u16::from_be(ctx.skb.protocol() as u16) {
         ETH_P_IP => {
             key.family = FAMILY_IPV4;
-            let offset = match dir {
-                Dir::Rx => 16,
-                Dir::Tx => 12,
+            let src: [u8; 4] = ctx.load(l2 + 12)?;
+            let dst: [u8; 4] = ctx.load(l2 + 16)?;
+            let ours = if local {
+                let src_local = LOCAL4.get(Key::new(32, src)).is_some();
+                let dst_local = LOCAL4.get(Key::new(32, dst)).is_some();
+                pick(dir, src_local, dst_local)
+            } else {
+                pick(dir, false, false)
             };
-            let addr: [u8; 4] = ctx.load(l2 + offset)?;
+            let addr = if ours == Ours::Source { src } else { dst };
             key.addr[..4].copy_from_slice(&addr);
-            u32::from(u16::from_be(ctx.load::<u16>(l2 + 2)?))
+            (ours, u32::from(u16::from_be(ctx.load::<u16>(l2 + 2)?)))
         }
         ETH_P_IPV6 => {
             key.family = FAMILY_IPV6;
-            let offset = match dir {
-                Dir::Rx => 24,
-                Dir::Tx => 8,
+            let src: [u8; 16] = ctx.load(l2 + 8)?;
+            let dst: [u8; 16] = ctx.load(l2 + 24)?;
+            let ours = if local {
+                let src_local = LOCAL6.get(Key::new(128, src)).is_some();
+                let dst_local = LOCAL6.get(Key::new(128, dst)).is_some();
+                pick(dir, src_local, dst_local)
+            } else {
+                pick(dir, false, false)
             };
-            key.addr = ctx.load(l2 + offset)?;
+            key.addr = if ours == Ours::Source { src } else { dst };
             let payload = u32::from(u16::from_be(ctx.load::<u16>(l2 + 4)?));
-            if payload == 0 { 0 } else { payload + 40 }
+            (ours, if payload == 0 { 0 } else { payload + 40 })
         }
         _ => return Err(0),
     };
@@ -71,5 +102,9 @@ fn ip_key(ctx: &TcContext, dir: Dir, l2: u32, frame_len: u32) -> Result<(IpKey, 
     } else {
         l3_len
     };
-    Ok((key, ip_len))
+    let ip_dir = match ours {
+        Ours::Source => Dir::Tx,
+        Ours::Destination => Dir::Rx,
+    };
+    Ok((key, ip_dir, ip_len))
 }

@@ -6,10 +6,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap},
 };
 use trafmon_common::{
-    Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, IpKey, KINDS, SIDES,
+    Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, IpKey, KINDS,
+    LOCAL_NETWORK_ENTRIES, SETTING_LOCAL_NETWORKS, SIDES,
 };
 
 #[map]
@@ -28,6 +29,21 @@ pub static IFACE_B: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT
 pub static SELECTOR: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static OVERFLOW: PerCpuArray<Counters> = PerCpuArray::pinned(SIDES * KINDS, 0);
+
+#[map]
+pub static SETTINGS: Array<u32> = Array::pinned(1, 0);
+#[map]
+pub static LOCAL4: LpmTrie<[u8; 4], u8> = LpmTrie::pinned(LOCAL_NETWORK_ENTRIES, 0);
+#[map]
+pub static LOCAL6: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(LOCAL_NETWORK_ENTRIES, 0);
+
+/// True when local networks are configured.
+#[inline(always)]
+pub fn local_networks() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|flags| *flags & SETTING_LOCAL_NETWORKS != 0)
+}
 
 /// The side that programs write now: 0 (A) or 1 (B).
 #[inline(always)]

@@ -4,14 +4,18 @@
 //! defaults.
 
 use std::{
+    collections::BTreeMap,
     fmt, fs, io,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
+use ipnet::IpNet;
+use jiff::{Span, civil::Weekday, tz::TimeZone};
 use serde::{Deserialize, Deserializer, de};
 
-use crate::paths;
+use crate::{calendar::Calendar, paths};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,20 @@ pub struct Config {
     pub interfaces: Interfaces,
     /// Map sizes.
     pub maps: MapSizes,
+    /// The database file (default: `<state_dir>/trafmon.db`).
+    pub store: Option<PathBuf>,
+    /// Time zone of local days and months: an IANA name, or "system".
+    pub timezone: Zone,
+    /// First day of a week.
+    pub week_start: WeekStart,
+    /// Day of the month a billing month starts on (1 to 31).
+    pub month_start_day: MonthStartDay,
+    /// How long each resolution is kept.
+    pub retention: Retention,
+    /// Named groups of addresses and networks, counted as one entity each.
+    pub groups: BTreeMap<String, Vec<Cidr>>,
+    /// Networks whose addresses are "ours" on interfaces that face guests.
+    pub local_networks: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -106,11 +124,34 @@ impl Default for Config {
             cgroup: CgroupSetting::Root,
             interfaces: Interfaces::Auto,
             maps: MapSizes::default(),
+            store: None,
+            timezone: Zone::default(),
+            week_start: WeekStart(Weekday::Monday),
+            month_start_day: MonthStartDay(1),
+            retention: Retention::default(),
+            groups: BTreeMap::new(),
+            local_networks: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// The database file.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("trafmon.db"))
+    }
+
+    /// The calendar of buckets.
+    pub fn calendar(&self) -> Calendar {
+        Calendar {
+            tz: self.timezone.tz.clone(),
+            week_start: self.week_start.0,
+            month_start_day: self.month_start_day.0,
+        }
+    }
+
     /// Loads `path`. With `explicit` false (the default path), a missing
     /// file means the embedded default; an explicitly named file must exist.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
@@ -243,6 +284,187 @@ impl<'de> Deserialize<'de> for Interfaces {
     }
 }
 
+/// A time zone by name, resolved at load time.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    /// The name as configured ("system" for the system zone).
+    pub name: String,
+    /// The zone.
+    pub tz: TimeZone,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Self {
+            name: "system".into(),
+            tz: TimeZone::system(),
+        }
+    }
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Zone {}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "system" {
+            return Ok(Self::default());
+        }
+        let tz = TimeZone::get(&name)
+            .map_err(|e| de::Error::custom(format!("`{name}` is not a known time zone ({e})")))?;
+        Ok(Self { name, tz })
+    }
+}
+
+/// The first day of a week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeekStart(pub Weekday);
+
+impl<'de> Deserialize<'de> for WeekStart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let day = match name.to_ascii_lowercase().as_str() {
+            "monday" => Weekday::Monday,
+            "tuesday" => Weekday::Tuesday,
+            "wednesday" => Weekday::Wednesday,
+            "thursday" => Weekday::Thursday,
+            "friday" => Weekday::Friday,
+            "saturday" => Weekday::Saturday,
+            "sunday" => Weekday::Sunday,
+            _ => {
+                return Err(de::Error::custom(format!(
+                    "`{name}` is not a day of the week (monday .. sunday)"
+                )));
+            }
+        };
+        Ok(Self(day))
+    }
+}
+
+/// The day a billing month starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonthStartDay(pub i8);
+
+impl<'de> Deserialize<'de> for MonthStartDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match i8::try_from(n) {
+            Ok(day @ 1..=31) => Ok(Self(day)),
+            _ => Err(de::Error::custom(format!("{n} is not a day of the month (1 to 31)"))),
+        }
+    }
+}
+
+/// How long rows of one resolution are kept: a span such as "48h", "60d",
+/// "5y", or "forever".
+#[derive(Clone, Debug)]
+pub struct Keep {
+    /// As configured.
+    pub text: String,
+    /// None: forever.
+    pub span: Option<Span>,
+}
+
+impl Keep {
+    fn span(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            span: Some(text.parse().expect("a valid default span")),
+        }
+    }
+}
+
+impl PartialEq for Keep {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for Keep {}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "forever" {
+            return Ok(Self { text, span: None });
+        }
+        let span: Span = text.parse().map_err(|e| {
+            de::Error::custom(format!("`{text}` is not a span like \"48h\", \"60d\", \"5y\" or \"forever\" ({e})"))
+        })?;
+        if span.is_negative() || span.is_zero() {
+            return Err(de::Error::custom(format!("`{text}` must be positive")));
+        }
+        Ok(Self { text, span: Some(span) })
+    }
+}
+
+/// Retention per resolution.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// 5-minute rows (default 48h).
+    pub fivemin: Keep,
+    /// Hourly rows (default 60d).
+    pub hourly: Keep,
+    /// Daily rows (default 5y).
+    pub daily: Keep,
+    /// Monthly rows (default forever).
+    pub monthly: Keep,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            fivemin: Keep::span("48h"),
+            hourly: Keep::span("60d"),
+            daily: Keep::span("5y"),
+            monthly: Keep {
+                text: "forever".into(),
+                span: None,
+            },
+        }
+    }
+}
+
+/// A network in CIDR notation, or a single address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cidr(pub IpNet);
+
+impl Cidr {
+    /// True when `ip` lies inside.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return Err(de::Error::custom(format!(
+                        "`{text}` is not an address or a CIDR network (192.0.2.0/24, 2001:db8::/32)"
+                    )));
+                }
+            },
+        };
+        if net.trunc() != net {
+            return Err(de::Error::custom(format!(
+                "`{text}` has host bits set; the network is {}",
+                net.trunc()
+            )));
+        }
+        Ok(Self(net))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +517,51 @@ uid_entries = 4
         assert!(e.starts_with("/etc/t.toml:1: interfaces: `all`"), "{e}");
         let e = parse("cgroup = \"relative\"\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: cgroup:"), "{e}");
+    }
+
+    #[test]
+    fn calendar_retention_groups_and_networks() {
+        let c = parse(
+            r#"
+timezone = "Europe/Berlin"
+week_start = "sunday"
+month_start_day = 15
+local_networks = ["198.51.100.0/24", "2001:db8:1::/48"]
+[retention]
+fivemin = "72h"
+monthly = "forever"
+[groups]
+customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.timezone.name, "Europe/Berlin");
+        assert_eq!(c.week_start, WeekStart(Weekday::Sunday));
+        assert_eq!(c.month_start_day, MonthStartDay(15));
+        assert_eq!(c.retention.fivemin.text, "72h");
+        assert_eq!(c.retention.hourly, Retention::default().hourly);
+        assert!(c.retention.monthly.span.is_none());
+        let group = &c.groups["customer-a"];
+        assert_eq!(group.len(), 3);
+        assert!(group[1].contains(&"192.0.2.100".parse().unwrap()));
+        assert!(!group[1].contains(&"192.0.2.1".parse().unwrap()));
+        assert_eq!(c.local_networks.len(), 2);
+    }
+
+    #[test]
+    fn bad_calendar_and_network_values_name_the_key() {
+        let e = parse("timezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:1: timezone: `Mars/Olympus` is not a known time zone"), "{e}");
+        let e = parse("week_start = \"someday\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:1: week_start:"), "{e}");
+        let e = parse("month_start_day = 32\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:1: month_start_day: 32"), "{e}");
+        let e = parse("[groups]\na = [\"192.0.2.0/24\",\n \"192.0.2.300/24\"]\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:2: groups.a[1]: `192.0.2.300/24` is not an address"), "{e}");
+        let e = parse("local_networks = [\"192.0.2.5/24\"]\n").unwrap_err();
+        assert!(e.contains("local_networks[0]: `192.0.2.5/24` has host bits set; the network is 192.0.2.0/24"), "{e}");
+        let e = parse("[retention]\nhourly = \"-3d\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/t.toml:2: retention.hourly: `-3d` must be positive"), "{e}");
     }
 
     #[test]
