@@ -23,7 +23,12 @@ use std::{
 use trafmon::{
     counters::{Maps, Totals},
     paths::PinDir,
+    store::{Kind, Store},
 };
+use trafmon_common::Counters;
+
+/// Counts per (kind, key): the store's totals plus what the kernel holds.
+pub type Counts = std::collections::BTreeMap<(Kind, String), Counters>;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -201,9 +206,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// Creates the namespaces, the veth pair (down, no addresses), the
-    /// cgroup and a config with `extra` appended.
+    /// [`Env::with_interval`] with a 1 s interval.
     pub fn new(extra: &str) -> Self {
+        Self::with_interval("1s", extra)
+    }
+
+    /// Creates the namespaces, the veth pair (down, no addresses), the
+    /// cgroup and a config with this flush interval and `extra` appended.
+    pub fn with_interval(interval: &str, extra: &str) -> Self {
         require_root();
         let id = unique();
         let a = Netns::new(format!("tm-{id}-a"));
@@ -231,7 +241,7 @@ impl Env {
         fs::write(
             &config,
             format!(
-                "interval = \"1s\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{va}\"]\n{extra}\n",
+                "interval = \"{interval}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{va}\"]\n{extra}\n",
                 pin_dir.display(),
                 tmp.join("state").display(),
                 cgroup.path.display()
@@ -274,7 +284,12 @@ impl Env {
 
     /// Starts the agent inside namespace `a` and waits until it counts.
     pub fn agent(&self) -> Agent {
-        Agent::start(self)
+        Agent::start(self, &[])
+    }
+
+    /// Starts the agent with extra environment variables.
+    pub fn agent_with(&self, vars: &[(&str, &str)]) -> Agent {
+        Agent::start(self, vars)
     }
 
     /// Runs `trafmon <args>` with this env's config.
@@ -341,11 +356,52 @@ impl Env {
     }
 
     /// The counters both sides of the pinned maps hold now.
-    pub fn totals(&self) -> Totals {
+    pub fn kernel(&self) -> Totals {
         Maps::open(&PinDir::new(&self.pin_dir))
             .expect("open pinned maps")
             .read_all()
             .expect("read maps")
+    }
+
+    /// The store of this env's agent.
+    pub fn store_path(&self) -> PathBuf {
+        self.tmp.join("state/trafmon.db")
+    }
+
+    /// What the store holds.
+    pub fn stored(&self) -> Counts {
+        let mut out = Counts::new();
+        if !self.store_path().exists() {
+            return out;
+        }
+        let store = Store::open_read_only(&self.store_path()).expect("open the store");
+        for t in store.totals().expect("read totals") {
+            out.insert((t.entity.kind, t.entity.key), t.counters);
+        }
+        out
+    }
+
+    /// Everything counted: stored totals plus what the kernel still holds
+    /// (interfaces named by this env's veth). Read it with the agent
+    /// stopped, or a flush may move counts between the two reads.
+    pub fn counts(&self, groups: &str) -> Counts {
+        let mut out = self.stored();
+        let va = Self::ifindex(&self.a, &self.va);
+        let groups = trafmon::config::Config::parse(groups, "groups".as_ref())
+            .expect("groups")
+            .groups;
+        let live = trafmon::deltas::deltas_with(
+            &self.kernel(),
+            &groups,
+            |u| u.to_string(),
+            |i| (i == va).then(|| self.va.clone()),
+        );
+        for d in live {
+            out.entry((d.entity.kind, d.entity.key))
+                .or_default()
+                .add(&d.counters);
+        }
+        out
     }
 
     /// The `ifindex` of `dev` in `ns`.
@@ -385,9 +441,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn start(env: &Env) -> Self {
+    fn start(env: &Env, vars: &[(&str, &str)]) -> Self {
         let netns = fs::File::open(env.a.path()).expect("open netns");
         let mut cmd = Command::new(trafmon_bin());
+        cmd.envs(vars.iter().copied());
         cmd.arg("--config")
             .arg(&env.config)
             .arg("agent")
@@ -433,6 +490,31 @@ impl Agent {
         // SAFETY: kill(2) of our own child.
         unsafe { libc::kill(self.child.id() as i32, signal) };
         self.child.wait().expect("wait for the agent")
+    }
+
+    /// Stops the agent with SIGTERM (it flushes first) and checks that it
+    /// exited cleanly.
+    pub fn stop(self) {
+        let status = self.kill(libc::SIGTERM);
+        assert!(
+            status.success(),
+            "the agent stops cleanly on SIGTERM: {status}"
+        );
+    }
+
+    /// Waits up to `timeout` for the agent to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

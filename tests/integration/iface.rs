@@ -1,11 +1,13 @@
 //! Per-interface counters equal the interface's own statistics.
 
+use trafmon::store::Kind;
+
 use crate::harness::{As, Env};
 
 #[test]
 fn interface_counters_equal_the_kernels() {
     let env = Env::new("");
-    let _agent = env.agent();
+    let agent = env.agent();
     env.up(&[]);
     let in_a = As {
         ns: &env.a,
@@ -41,23 +43,14 @@ fn interface_counters_equal_the_kernels() {
         r.finish();
     }
 
-    let ifindex = Env::ifindex(&env.a, &env.va);
+    agent.stop();
+    let key = (Kind::Iface, env.va.clone());
     // Read trafmon, the interface, trafmon again, until nothing moved in
     // between (a stray IPv6 multicast report may still be on its way).
     for _ in 0..50 {
-        let before = env
-            .totals()
-            .ifaces
-            .get(&ifindex)
-            .copied()
-            .unwrap_or_default();
+        let before = env.counts("").get(&key).copied().unwrap_or_default();
         let kernel = Env::link_stats(&env.a, &env.va);
-        let after = env
-            .totals()
-            .ifaces
-            .get(&ifindex)
-            .copied()
-            .unwrap_or_default();
+        let after = env.counts("").get(&key).copied().unwrap_or_default();
         if before != after {
             std::thread::sleep(std::time::Duration::from_millis(100));
             continue;

@@ -1,11 +1,13 @@
 //! Per-IP counters equal per-address iptables rule counters (IP length).
 
+use trafmon::store::Kind;
+
 use crate::harness::{As, Env, add_rule, rule_counters};
 
 #[test]
 fn per_ip_equals_iptables_address_rules() {
     let env = Env::new("");
-    let _agent = env.agent();
+    let agent = env.agent();
     env.up(&["192.0.2.2/24"]);
     let addrs = [
         ("192.0.2.1", false),
@@ -60,11 +62,13 @@ fn per_ip_equals_iptables_address_rules() {
         r.finish();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-
-    let totals = env.totals();
+    agent.stop();
+    let counts = env.counts("");
     for (i, (addr, v6)) in addrs.iter().enumerate() {
-        let key = key_of(addr);
-        let ours = totals.ips.get(&key).copied().unwrap_or_default();
+        let ours = counts
+            .get(&(Kind::Ip, (*addr).to_string()))
+            .copied()
+            .unwrap_or_default();
         let (pi, bi) = rule_counters(&env.a, *v6, &format!("tm-in-{i}"));
         let (po, bo) = rule_counters(&env.a, *v6, &format!("tm-out-{i}"));
         assert_eq!(
@@ -79,23 +83,4 @@ fn per_ip_equals_iptables_address_rules() {
         );
         assert!(ours.rx_bytes > 150_000, "{addr} received traffic");
     }
-}
-
-fn key_of(addr: &str) -> trafmon_common::IpKey {
-    let ip: std::net::IpAddr = addr.parse().expect("address");
-    let mut key = trafmon_common::IpKey {
-        addr: [0; 16],
-        family: 0,
-    };
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            key.family = trafmon_common::FAMILY_IPV4;
-            key.addr[..4].copy_from_slice(&v4.octets());
-        }
-        std::net::IpAddr::V6(v6) => {
-            key.family = trafmon_common::FAMILY_IPV6;
-            key.addr = v6.octets();
-        }
-    }
-    key
 }

@@ -1,5 +1,7 @@
 //! The kernel counts while no agent runs; uninstall leaves nothing behind.
 
+use trafmon::store::Kind;
+
 use crate::harness::{As, Env, add_rule, rule_counters, sh};
 
 #[test]
@@ -39,9 +41,13 @@ fn counting_survives_a_killed_agent() {
     receiver.finish();
     assert_eq!(sent, 50_000);
 
-    let _agent = env.agent();
+    env.agent().stop();
     let (packets, bytes) = rule_counters(&env.a, false, "tm-uid-61030");
-    let ours = env.totals().uids.get(&61030).copied().unwrap_or_default();
+    let ours = env
+        .stored()
+        .get(&(Kind::Uid, "61030".into()))
+        .copied()
+        .unwrap_or_default();
     assert_eq!((ours.tx_packets, ours.tx_bytes), (packets, bytes));
     assert_eq!((packets, bytes), (50, 50 * 1028));
 }

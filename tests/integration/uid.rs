@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use trafmon::store::Kind;
+
 use crate::harness::{As, Env, add_rule, rule_counters};
 
 const UIDS: [u32; 3] = [61001, 61002, 61003];
@@ -11,7 +13,7 @@ const UIDS: [u32; 3] = [61001, 61002, 61003];
 #[test]
 fn per_uid_egress_equals_iptables_owner_rules() {
     let env = Env::new("");
-    let _agent = env.agent();
+    let agent = env.agent();
     env.up(&[]);
     for uid in UIDS {
         for v6 in [false, true] {
@@ -107,12 +109,15 @@ fn per_uid_egress_equals_iptables_owner_rules() {
         r.finish();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-
-    let totals = env.totals();
+    agent.stop();
+    let counts = env.counts("");
     for uid in UIDS {
         let (p4, b4) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
         let (p6, b6) = rule_counters(&env.a, true, &format!("tm-uid-{uid}"));
-        let ours = totals.uids.get(&uid).copied().unwrap_or_default();
+        let ours = counts
+            .get(&(Kind::Uid, uid.to_string()))
+            .copied()
+            .unwrap_or_default();
         assert_eq!(
             (ours.tx_packets, ours.tx_bytes),
             (p4 + p6, b4 + b6),
@@ -129,7 +134,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
 #[test]
 fn per_uid_ingress_equals_iptables_port_rules() {
     let env = Env::new("");
-    let _agent = env.agent();
+    let agent = env.agent();
     env.up(&[]);
     let root_b = As {
         ns: &env.b,
@@ -223,8 +228,8 @@ fn per_uid_ingress_equals_iptables_port_rules() {
         r.finish();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-
-    let totals = env.totals();
+    agent.stop();
+    let counts = env.counts("");
     for (uid, rules) in rule_names {
         let (mut packets, mut bytes) = (0, 0);
         for (v6, name) in rules {
@@ -232,7 +237,10 @@ fn per_uid_ingress_equals_iptables_port_rules() {
             packets += p;
             bytes += b;
         }
-        let ours = totals.uids.get(&uid).copied().unwrap_or_default();
+        let ours = counts
+            .get(&(Kind::Uid, uid.to_string()))
+            .copied()
+            .unwrap_or_default();
         assert_eq!(
             (ours.rx_packets, ours.rx_bytes),
             (packets, bytes),

@@ -20,7 +20,14 @@ pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Result<(), i64> {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let ifaces = if side == 0 { &IFACE_A } else { &IFACE_B };
-    count(ifaces, &ifindex, dir, u64::from(frame_len), side, KIND_IFACE);
+    count(
+        ifaces,
+        &ifindex,
+        dir,
+        u64::from(frame_len),
+        side,
+        KIND_IFACE,
+    );
 
     let (key, ip_dir, ip_len) = ip_key(ctx, dir, l2_len, frame_len)?;
     let ips = if side == 0 { &IP_A } else { &IP_B };

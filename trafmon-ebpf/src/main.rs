@@ -5,9 +5,9 @@
 #![feature(asm_experimental_arch)]
 
 mod count;
+mod iface;
 mod maps;
 mod uid;
-mod iface;
 
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC,

@@ -1,19 +1,25 @@
-//! The daemon: install (or take over) the programs, then print live totals
-//! on wall-clock multiples of the interval until SIGINT or SIGTERM.
+//! The daemon: open the store, install (or take over) the programs, finish
+//! what the last run left undone, then flush on wall-clock multiples of the
+//! interval until SIGINT or SIGTERM, and flush once more before exiting.
 
 use std::{
     io::{self, Write},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use jiff::Timestamp;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config::Config,
     counters::{CountersError, Maps},
+    fault::Fault,
+    flush::{Collector, FlushError},
+    grace,
     loader::{Installed, LoaderError},
     paths::PinDir,
     print,
+    store::{Store, StoreError},
 };
 
 /// Errors of the agent.
@@ -22,59 +28,120 @@ pub enum AgentError {
     /// Loading or attaching failed.
     #[error(transparent)]
     Loader(#[from] LoaderError),
-    /// Reading counters failed.
+    /// Opening the maps failed.
     #[error(transparent)]
     Counters(#[from] CountersError),
+    /// The store cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Recovery or the last flush failed.
+    #[error(transparent)]
+    Flush(#[from] FlushError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] io::Error),
     /// Writing the printout failed.
     #[error("cannot write the totals")]
     Output(#[source] io::Error),
+    /// A malformed fault-injection variable.
+    #[error("{0}")]
+    Fault(String),
 }
 
-/// How long until the next multiple of `interval` since the epoch.
-pub fn until_next_tick(now: SystemTime, interval: Duration) -> Duration {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+/// How the agent runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Print the stored totals after every flush.
+    pub print: bool,
+}
+
+/// The next multiple of `interval` since the epoch after `now`, and how long
+/// until then.
+pub fn next_tick(now: SystemTime, interval: Duration) -> (Duration, Timestamp) {
+    let since = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let step = interval.as_nanos().max(1);
     let next = (since / step + 1) * step;
-    Duration::from_nanos(u64::try_from(next - since).unwrap_or(u64::MAX))
+    let wait = Duration::from_nanos(u64::try_from(next - since).unwrap_or(u64::MAX));
+    let tick = Timestamp::from_nanosecond(i128::try_from(next).unwrap_or(i128::MAX))
+        .unwrap_or(Timestamp::MAX);
+    (wait, tick)
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), AgentError> {
+pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+    let fault = Fault::from_env().map_err(AgentError::Fault)?;
+    // The store first: a store that cannot be used stops the agent before
+    // it touches the kernel.
+    let store = Store::open(&config.store_path())?;
+    let pins = PinDir::new(&config.pin_dir);
+    let maps_survived = pins.map(trafmon_common::SELECTOR).exists();
     let mut installed = Installed::install(&config)?;
-    let maps = Maps::open(&PinDir::new(&config.pin_dir))?;
+    let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);
+    collector.recover(maps_survived)?;
+    let grace = grace::wait();
+    if grace != grace::Grace::Membarrier {
+        tracing::warn!("grace periods use {grace}");
+    }
     let attached: Vec<String> = installed.attached().iter().map(|a| a.pin_name()).collect();
     tracing::info!(
         cgroup = %installed.cgroup().display(),
         attached = ?attached,
-        pin_dir = %config.pin_dir.display(),
+        store = %config.store_path().display(),
+        grace = %grace,
         "counting"
     );
     loop {
-        let wait = until_next_tick(SystemTime::now(), config.interval.0);
+        let (wait, tick) = next_tick(SystemTime::now(), config.interval.0);
         let stop = tokio::select! {
             () = tokio::time::sleep(wait) => false,
             _ = sigterm.recv() => true,
             _ = sigint.recv() => true,
         };
-        let totals = maps.read_all()?;
-        let mut out = io::stdout().lock();
-        print::write_rows(&mut out, &print::rows(&totals))
-            .and_then(|()| writeln!(out))
-            .and_then(|()| out.flush())
-            .map_err(AgentError::Output)?;
+        let at = if stop { Timestamp::now() } else { tick };
+        match collector.flush(at) {
+            Ok(f) => tracing::debug!(
+                seq = f.seq,
+                entities = f.entities,
+                us = f.duration_us,
+                "flushed"
+            ),
+            Err(e) if stop => return Err(e.into()),
+            Err(e) => tracing::warn!(
+                error = %crate::error_chain(&e),
+                "flush failed; the counts are kept (in the kernel or in memory) and retried at the next flush"
+            ),
+        }
+        if options.print {
+            print_totals(collector.store())?;
+        }
         if stop {
-            tracing::info!("stopping; the pinned programs keep counting");
+            tracing::info!("flushed and stopping; the pinned programs keep counting");
             return Ok(());
         }
         if let Err(e) = installed.sync_interfaces() {
             tracing::warn!(error = %crate::error_chain(&e), "cannot follow interfaces");
         }
     }
+}
+
+fn print_totals(store: &Store) -> Result<(), AgentError> {
+    let totals = match store.totals() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot read totals to print");
+            return Ok(());
+        }
+    };
+    let mut out = io::stdout().lock();
+    print::write_rows(&mut out, &print::rows(&totals))
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush())
+        .map_err(AgentError::Output)
 }
 
 #[cfg(test)]
@@ -84,11 +151,16 @@ mod tests {
     #[test]
     fn ticks_fall_on_wall_clock_multiples() {
         let t = UNIX_EPOCH + Duration::from_millis(1_234_567);
-        assert_eq!(until_next_tick(t, Duration::from_secs(10)), Duration::from_millis(5_433));
+        let (wait, tick) = next_tick(t, Duration::from_secs(10));
+        assert_eq!(wait, Duration::from_millis(5_433));
+        assert_eq!(tick, Timestamp::from_second(1_240).unwrap());
         let on = UNIX_EPOCH + Duration::from_secs(1_000);
-        assert_eq!(until_next_tick(on, Duration::from_secs(10)), Duration::from_secs(10));
         assert_eq!(
-            until_next_tick(t, Duration::from_millis(100)),
+            next_tick(on, Duration::from_secs(10)).0,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            next_tick(t, Duration::from_millis(100)).0,
             Duration::from_millis(33)
         );
     }

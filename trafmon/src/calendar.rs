@@ -173,8 +173,12 @@ mod tests {
     fn hours_around_the_fall_back_are_distinct_buckets() {
         let berlin = cal("Europe/Berlin", Weekday::Monday, 1);
         // 02:30 CEST and 02:30 CET on 2026-10-25 are an hour apart.
-        let first = berlin.bucket(Resolution::Hour, at("2026-10-25T00:30:00Z")).unwrap();
-        let second = berlin.bucket(Resolution::Hour, at("2026-10-25T01:30:00Z")).unwrap();
+        let first = berlin
+            .bucket(Resolution::Hour, at("2026-10-25T00:30:00Z"))
+            .unwrap();
+        let second = berlin
+            .bucket(Resolution::Hour, at("2026-10-25T01:30:00Z"))
+            .unwrap();
         assert_eq!(second - first, 3600);
         assert_eq!(first, at("2026-10-25T00:00:00Z").as_second());
     }
@@ -183,11 +187,21 @@ mod tests {
     fn a_month_starting_on_the_15th() {
         let c = cal("UTC", Weekday::Monday, 15);
         let b = |s| c.bucket(Resolution::Month, at(s)).unwrap();
-        assert_eq!(b("2026-03-14T23:59:59Z"), at("2026-02-15T00:00:00Z").as_second());
-        assert_eq!(b("2026-03-15T00:00:00Z"), at("2026-03-15T00:00:00Z").as_second());
-        assert_eq!(b("2026-01-03T00:00:00Z"), at("2025-12-15T00:00:00Z").as_second());
         assert_eq!(
-            c.next_period(at("2026-12-15T00:00:00Z").as_second()).unwrap(),
+            b("2026-03-14T23:59:59Z"),
+            at("2026-02-15T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            b("2026-03-15T00:00:00Z"),
+            at("2026-03-15T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            b("2026-01-03T00:00:00Z"),
+            at("2025-12-15T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            c.next_period(at("2026-12-15T00:00:00Z").as_second())
+                .unwrap(),
             at("2027-01-15T00:00:00Z").as_second()
         );
     }
@@ -196,9 +210,18 @@ mod tests {
     fn a_billing_day_past_the_end_of_a_short_month_is_its_last_day() {
         let c = cal("UTC", Weekday::Monday, 31);
         let b = |s| c.bucket(Resolution::Month, at(s)).unwrap();
-        assert_eq!(b("2026-03-01T12:00:00Z"), at("2026-02-28T00:00:00Z").as_second());
-        assert_eq!(b("2028-03-01T12:00:00Z"), at("2028-02-29T00:00:00Z").as_second());
-        assert_eq!(b("2026-03-31T00:00:00Z"), at("2026-03-31T00:00:00Z").as_second());
+        assert_eq!(
+            b("2026-03-01T12:00:00Z"),
+            at("2026-02-28T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            b("2028-03-01T12:00:00Z"),
+            at("2028-02-29T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            b("2026-03-31T00:00:00Z"),
+            at("2026-03-31T00:00:00Z").as_second()
+        );
     }
 
     #[test]
@@ -207,33 +230,55 @@ mod tests {
         let day = at("2026-11-18T00:00:00Z").as_second();
         let monday = cal("UTC", Weekday::Monday, 1);
         let sunday = cal("UTC", Weekday::Sunday, 1);
-        assert_eq!(monday.week_of(day).unwrap(), at("2026-11-16T00:00:00Z").as_second());
-        assert_eq!(sunday.week_of(day).unwrap(), at("2026-11-15T00:00:00Z").as_second());
+        assert_eq!(
+            monday.week_of(day).unwrap(),
+            at("2026-11-16T00:00:00Z").as_second()
+        );
+        assert_eq!(
+            sunday.week_of(day).unwrap(),
+            at("2026-11-15T00:00:00Z").as_second()
+        );
         // A Sunday starts its own week when weeks start on Sunday.
         let sun = at("2026-11-22T00:00:00Z").as_second();
         assert_eq!(sunday.week_of(sun).unwrap(), sun);
-        assert_eq!(monday.week_of(sun).unwrap(), at("2026-11-16T00:00:00Z").as_second());
+        assert_eq!(
+            monday.week_of(sun).unwrap(),
+            at("2026-11-16T00:00:00Z").as_second()
+        );
     }
 
     #[test]
     fn kathmandu_hours_start_at_quarter_past_utc() {
         let c = cal("Asia/Kathmandu", Weekday::Monday, 1);
-        let h = c.bucket(Resolution::Hour, at("2026-06-01T10:20:00Z")).unwrap();
+        let h = c
+            .bucket(Resolution::Hour, at("2026-06-01T10:20:00Z"))
+            .unwrap();
         assert_eq!(h, at("2026-06-01T10:15:00Z").as_second());
         // Its hours fall on 5-minute (and so 15-minute) boundaries.
         assert_eq!(h % 900, 0);
-        let five = c.bucket(Resolution::FiveMin, at("2026-06-01T10:19:59Z")).unwrap();
+        let five = c
+            .bucket(Resolution::FiveMin, at("2026-06-01T10:19:59Z"))
+            .unwrap();
         assert_eq!(five, at("2026-06-01T10:15:00Z").as_second());
-        let day = c.bucket(Resolution::Day, at("2026-06-01T10:20:00Z")).unwrap();
+        let day = c
+            .bucket(Resolution::Day, at("2026-06-01T10:20:00Z"))
+            .unwrap();
         assert_eq!(day, at("2026-05-31T18:15:00Z").as_second());
     }
 
     #[test]
     fn leap_days() {
         let c = cal("UTC", Weekday::Monday, 1);
-        let d = c.bucket(Resolution::Day, at("2028-02-29T12:00:00Z")).unwrap();
-        assert_eq!(c.next_day(d).unwrap(), at("2028-03-01T00:00:00Z").as_second());
-        let m = c.bucket(Resolution::Month, at("2028-02-29T12:00:00Z")).unwrap();
+        let d = c
+            .bucket(Resolution::Day, at("2028-02-29T12:00:00Z"))
+            .unwrap();
+        assert_eq!(
+            c.next_day(d).unwrap(),
+            at("2028-03-01T00:00:00Z").as_second()
+        );
+        let m = c
+            .bucket(Resolution::Month, at("2028-02-29T12:00:00Z"))
+            .unwrap();
         assert_eq!((c.next_period(m).unwrap() - m) / 86400, 29);
     }
 
@@ -246,7 +291,8 @@ mod tests {
             at("2026-11-22T10:00:00Z").as_second()
         );
         assert_eq!(
-            c.flush_bucket(Resolution::Day, at("2026-11-23T00:00:00Z")).unwrap(),
+            c.flush_bucket(Resolution::Day, at("2026-11-23T00:00:00Z"))
+                .unwrap(),
             at("2026-11-22T00:00:00Z").as_second()
         );
     }

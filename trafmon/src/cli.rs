@@ -22,8 +22,13 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load and attach the programs and count until SIGINT or SIGTERM.
-    Agent,
+    /// Load and attach the programs, count and flush into the store until
+    /// SIGINT or SIGTERM (then flush once more).
+    Agent {
+        /// Print the stored totals after every flush.
+        #[arg(long)]
+        print: bool,
+    },
     /// Detach every program and remove every pin (stop the agent first).
     Uninstall,
 }

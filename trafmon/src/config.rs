@@ -355,7 +355,9 @@ impl<'de> Deserialize<'de> for MonthStartDay {
         let n = i64::deserialize(d)?;
         match i8::try_from(n) {
             Ok(day @ 1..=31) => Ok(Self(day)),
-            _ => Err(de::Error::custom(format!("{n} is not a day of the month (1 to 31)"))),
+            _ => Err(de::Error::custom(format!(
+                "{n} is not a day of the month (1 to 31)"
+            ))),
         }
     }
 }
@@ -393,12 +395,17 @@ impl<'de> Deserialize<'de> for Keep {
             return Ok(Self { text, span: None });
         }
         let span: Span = text.parse().map_err(|e| {
-            de::Error::custom(format!("`{text}` is not a span like \"48h\", \"60d\", \"5y\" or \"forever\" ({e})"))
+            de::Error::custom(format!(
+                "`{text}` is not a span like \"48h\", \"60d\", \"5y\" or \"forever\" ({e})"
+            ))
         })?;
         if span.is_negative() || span.is_zero() {
             return Err(de::Error::custom(format!("`{text}` must be positive")));
         }
-        Ok(Self { text, span: Some(span) })
+        Ok(Self {
+            text,
+            span: Some(span),
+        })
     }
 }
 
@@ -493,8 +500,14 @@ uid_entries = 4
         )
         .unwrap();
         assert_eq!(c.interval, Interval(Duration::from_millis(100)));
-        assert_eq!(c.cgroup, CgroupSetting::Path("/sys/fs/cgroup/unified/t".into()));
-        assert_eq!(c.interfaces, Interfaces::List(vec!["veth0".into(), "eth1".into()]));
+        assert_eq!(
+            c.cgroup,
+            CgroupSetting::Path("/sys/fs/cgroup/unified/t".into())
+        );
+        assert_eq!(
+            c.interfaces,
+            Interfaces::List(vec!["veth0".into(), "eth1".into()])
+        );
         assert_eq!(c.maps.uid_entries, Entries(4));
         assert_eq!(c.maps.ip_entries, MapSizes::default().ip_entries);
     }
@@ -502,17 +515,29 @@ uid_entries = 4
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = parse("interval = \"10s\"\n[maps]\nuid_entries = 4\nbogus = 1\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:4: maps.bogus: unknown field `bogus`"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:4: maps.bogus: unknown field `bogus`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_key() {
         let e = parse("\n\ninterval = \"-5s\"\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:3: interval: `-5s` must be positive"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:3: interval: `-5s` must be positive"),
+            "{e}"
+        );
         let e = parse("interval = \"7s\"\n").unwrap_err();
-        assert!(e.contains("interval: `7s` must be at least 10ms and divide 5m"), "{e}");
+        assert!(
+            e.contains("interval: `7s` must be at least 10ms and divide 5m"),
+            "{e}"
+        );
         let e = parse("[maps]\nip_entries = 0\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:2: maps.ip_entries: 0 entries"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:2: maps.ip_entries: 0 entries"),
+            "{e}"
+        );
         let e = parse("interfaces = \"all\"\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: interfaces: `all`"), "{e}");
         let e = parse("cgroup = \"relative\"\n").unwrap_err();
@@ -551,17 +576,31 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
     #[test]
     fn bad_calendar_and_network_values_name_the_key() {
         let e = parse("timezone = \"Mars/Olympus\"\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:1: timezone: `Mars/Olympus` is not a known time zone"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:1: timezone: `Mars/Olympus` is not a known time zone"),
+            "{e}"
+        );
         let e = parse("week_start = \"someday\"\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: week_start:"), "{e}");
         let e = parse("month_start_day = 32\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: month_start_day: 32"), "{e}");
         let e = parse("[groups]\na = [\"192.0.2.0/24\",\n \"192.0.2.300/24\"]\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:2: groups.a[1]: `192.0.2.300/24` is not an address"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:2: groups.a[1]: `192.0.2.300/24` is not an address"),
+            "{e}"
+        );
         let e = parse("local_networks = [\"192.0.2.5/24\"]\n").unwrap_err();
-        assert!(e.contains("local_networks[0]: `192.0.2.5/24` has host bits set; the network is 192.0.2.0/24"), "{e}");
+        assert!(
+            e.contains(
+                "local_networks[0]: `192.0.2.5/24` has host bits set; the network is 192.0.2.0/24"
+            ),
+            "{e}"
+        );
         let e = parse("[retention]\nhourly = \"-3d\"\n").unwrap_err();
-        assert!(e.starts_with("/etc/t.toml:2: retention.hourly: `-3d` must be positive"), "{e}");
+        assert!(
+            e.starts_with("/etc/t.toml:2: retention.hourly: `-3d` must be positive"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -575,6 +614,9 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
         let p = Path::new("/nonexistent/trafmon.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());
         let e = Config::load(p, true).unwrap_err().to_string();
-        assert_eq!(e, "/nonexistent/trafmon.toml: cannot read the configuration");
+        assert_eq!(
+            e,
+            "/nonexistent/trafmon.toml: cannot read the configuration"
+        );
     }
 }

@@ -1,8 +1,12 @@
 //! Reading the pinned counter maps: per-CPU values summed per key.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use trafmon_common::{self as common, Counters, IpKey, KINDS, SIDES, overflow_slot};
 
 use crate::paths::PinDir;
@@ -19,6 +23,15 @@ pub enum CountersError {
         #[source]
         source: MapError,
     },
+    /// Writing a map failed.
+    #[error("cannot write map {name}")]
+    Write {
+        /// The map.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
     /// Reading a map failed.
     #[error("cannot read map {name}")]
     Read {
@@ -28,6 +41,36 @@ pub enum CountersError {
         #[source]
         source: MapError,
     },
+}
+
+/// The address of an [`IpKey`].
+pub fn ip_of(key: &IpKey) -> IpAddr {
+    if key.family == common::FAMILY_IPV4 {
+        IpAddr::V4(Ipv4Addr::new(
+            key.addr[0],
+            key.addr[1],
+            key.addr[2],
+            key.addr[3],
+        ))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(key.addr))
+    }
+}
+
+/// The [`IpKey`] of an address.
+pub fn key_of(ip: IpAddr) -> IpKey {
+    let mut key = IpKey {
+        addr: [0; 16],
+        family: common::FAMILY_IPV6,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            key.family = common::FAMILY_IPV4;
+            key.addr[..4].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => key.addr = v6.octets(),
+    }
+    key
 }
 
 /// Totals per key, summed over CPUs (and over sides, where read so).
@@ -63,6 +106,18 @@ fn merge<K: Ord + Copy>(into: &mut BTreeMap<K, Counters>, from: &BTreeMap<K, Cou
 }
 
 type Stats<K> = PerCpuHashMap<MapData, K, Counters>;
+
+fn clear_map<K: aya::Pod>(map: &mut Stats<K>, name: &'static str) -> Result<(), CountersError> {
+    let keys = map
+        .keys()
+        .collect::<Result<Vec<K>, _>>()
+        .map_err(|source| CountersError::Read { name, source })?;
+    for key in keys {
+        map.remove(&key)
+            .map_err(|source| CountersError::Write { name, source })?;
+    }
+    Ok(())
+}
 
 /// The pinned maps, opened.
 pub struct Maps {
@@ -148,6 +203,55 @@ impl Maps {
         Ok(totals)
     }
 
+    /// The side the programs write now.
+    pub fn active_side(&self) -> Result<u32, CountersError> {
+        self.selector
+            .get(&0, 0)
+            .map(|side| side & 1)
+            .map_err(|source| CountersError::Read {
+                name: common::SELECTOR,
+                source,
+            })
+    }
+
+    /// Makes the programs write `side` from now on (for new program runs).
+    pub fn set_active_side(&mut self, side: u32) -> Result<(), CountersError> {
+        self.selector
+            .set(0, side, 0)
+            .map_err(|source| CountersError::Write {
+                name: common::SELECTOR,
+                source,
+            })
+    }
+
+    /// Empties `side`: removes every key of its maps and zeroes its
+    /// overflow slots. Only for the idle side, after a grace period.
+    pub fn clear_side(&mut self, side: u32) -> Result<(), CountersError> {
+        let s = side as usize;
+        clear_map(&mut self.uid[s], [common::UID_A, common::UID_B][s])?;
+        clear_map(&mut self.ip[s], [common::IP_A, common::IP_B][s])?;
+        clear_map(&mut self.iface[s], [common::IFACE_A, common::IFACE_B][s])?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| CountersError::Write {
+            name: common::OVERFLOW,
+            source: MapError::IoError(e),
+        })?;
+        for kind in 0..KINDS {
+            let zero = PerCpuValues::try_from(vec![Counters::ZERO; cpus]).map_err(|e| {
+                CountersError::Write {
+                    name: common::OVERFLOW,
+                    source: MapError::IoError(e),
+                }
+            })?;
+            self.overflow
+                .set(overflow_slot(side, kind), zero, 0)
+                .map_err(|source| CountersError::Write {
+                    name: common::OVERFLOW,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Everything both sides hold now: all counts not yet drained.
     pub fn read_all(&self) -> Result<Totals, CountersError> {
         let mut totals = Totals::default();
@@ -155,5 +259,19 @@ impl Maps {
             totals.add(&self.read_side(side)?);
         }
         Ok(totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_keys_round_trip() {
+        for ip in ["192.0.2.7", "2001:db8::5", "0.0.0.0", "::"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_of(&key_of(ip)), ip);
+        }
+        assert_eq!(key_of("192.0.2.7".parse().unwrap()).addr[4..], [0; 12]);
     }
 }

@@ -5,11 +5,16 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod counters;
+pub mod deltas;
+pub mod fault;
+pub mod flush;
+pub mod grace;
 pub mod ifaces;
 pub mod loader;
 pub mod mounts;
 pub mod paths;
 pub mod print;
+pub mod store;
 pub mod users;
 
 /// `error: cause: cause` on one line, as every error of the CLI is shown.

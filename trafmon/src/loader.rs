@@ -16,16 +16,18 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
         tc::SchedClassifierLink,
     },
 };
+use ipnet::IpNet;
 use trafmon_common as common;
 
 use crate::{
-    config::{CgroupSetting, Config, Interfaces},
+    config::{CgroupSetting, Cidr, Config, Interfaces},
     ifaces::{self, Interface},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
@@ -80,6 +82,19 @@ pub enum LoaderError {
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The object lacks a map.
+    #[error("the eBPF object has no map {name}")]
+    MissingMap {
+        /// Its name.
+        name: &'static str,
+    },
+    /// Writing the local networks failed.
+    #[error("cannot write the local networks")]
+    LocalNetworks {
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
     },
     /// Listing interfaces failed.
     #[error("cannot list network interfaces")]
@@ -155,6 +170,7 @@ impl Installed {
             missing: BTreeSet::new(),
         };
         this.load_programs()?;
+        this.set_local_networks(&config.local_networks)?;
         this.attach_cgroup()?;
         this.sync_interfaces()?;
         Ok(this)
@@ -168,6 +184,58 @@ impl Installed {
     /// What is attached now.
     pub fn attached(&self) -> &BTreeSet<Attachment> {
         &self.attached
+    }
+
+    /// Writes the local networks into the pinned tries and tells the
+    /// programs whether to consult them.
+    fn set_local_networks(&mut self, nets: &[Cidr]) -> Result<(), LoaderError> {
+        let map_err = |source| LoaderError::LocalNetworks { source };
+        let mut v4 =
+            LpmTrie::<_, [u8; 4], u8>::try_from(self.map_mut(common::LOCAL4)?).map_err(map_err)?;
+        let old: Vec<_> = v4.keys().collect::<Result<_, _>>().map_err(map_err)?;
+        for key in old {
+            v4.remove(&key).map_err(map_err)?;
+        }
+        for net in nets {
+            if let IpNet::V4(n) = net.0 {
+                v4.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    1,
+                    0,
+                )
+                .map_err(map_err)?;
+            }
+        }
+        let mut v6 =
+            LpmTrie::<_, [u8; 16], u8>::try_from(self.map_mut(common::LOCAL6)?).map_err(map_err)?;
+        let old: Vec<_> = v6.keys().collect::<Result<_, _>>().map_err(map_err)?;
+        for key in old {
+            v6.remove(&key).map_err(map_err)?;
+        }
+        for net in nets {
+            if let IpNet::V6(n) = net.0 {
+                v6.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    1,
+                    0,
+                )
+                .map_err(map_err)?;
+            }
+        }
+        let flags = if nets.is_empty() {
+            0
+        } else {
+            common::SETTING_LOCAL_NETWORKS
+        };
+        let mut settings =
+            Array::<_, u32>::try_from(self.map_mut(common::SETTINGS)?).map_err(map_err)?;
+        settings.set(0, flags, 0).map_err(map_err)
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, LoaderError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(LoaderError::MissingMap { name })
     }
 
     fn load_programs(&mut self) -> Result<(), LoaderError> {
@@ -188,13 +256,10 @@ impl Installed {
     where
         &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     {
-        let prog = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoaderError::Program {
-                name,
-                source: aya::programs::ProgramError::NotLoaded,
-            })?;
+        let prog = self.ebpf.program_mut(name).ok_or(LoaderError::Program {
+            name,
+            source: aya::programs::ProgramError::NotLoaded,
+        })?;
         prog.try_into()
             .map_err(|source| LoaderError::Program { name, source })
     }
@@ -205,8 +270,16 @@ impl Installed {
             source,
         })?;
         for (attachment, name, kind) in [
-            (Attachment::CgroupIngress, CGROUP_INGRESS, CgroupSkbAttachType::Ingress),
-            (Attachment::CgroupEgress, CGROUP_EGRESS, CgroupSkbAttachType::Egress),
+            (
+                Attachment::CgroupIngress,
+                CGROUP_INGRESS,
+                CgroupSkbAttachType::Ingress,
+            ),
+            (
+                Attachment::CgroupEgress,
+                CGROUP_EGRESS,
+                CgroupSkbAttachType::Egress,
+            ),
         ] {
             let path = self.pins.link(&attachment);
             if PinnedLink::from_pin(&path).is_ok() {

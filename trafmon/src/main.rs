@@ -11,8 +11,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e
-                .downcast_ref::<std::io::Error>()
+            if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 return ExitCode::SUCCESS;
@@ -27,20 +26,22 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let (path, explicit) = cli.config_path();
     let config = Config::load(&path, explicit)?;
     match cli.command {
-        Command::Agent => {
+        Command::Agent { print } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
-            rt.block_on(trafmon::agent::run(config))?;
+            rt.block_on(trafmon::agent::run(
+                config,
+                trafmon::agent::Options { print },
+            ))?;
         }
         Command::Uninstall => {
             trafmon::loader::uninstall(&config.pin_dir)?;

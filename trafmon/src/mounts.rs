@@ -146,7 +146,11 @@ mod tests {
             find_cgroup2(&mounts),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
-        assert!(mounts.iter().any(|(p, _)| p == Path::new("/mnt/with space")));
+        assert!(
+            mounts
+                .iter()
+                .any(|(p, _)| p == Path::new("/mnt/with space"))
+        );
     }
 
     #[test]

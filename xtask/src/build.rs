@@ -21,7 +21,8 @@ pub fn cargo(linker_bin: &std::path::Path) -> anyhow::Result<Command> {
     let mut dirs = vec![linker_bin.to_path_buf()];
     dirs.extend(std::env::split_paths(&path));
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(root()).env("PATH", std::env::join_paths(dirs)?);
+    cmd.current_dir(root())
+        .env("PATH", std::env::join_paths(dirs)?);
     Ok(cmd)
 }
 

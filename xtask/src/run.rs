@@ -27,6 +27,6 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     if let Some(config) = &o.config {
         cmd.arg("--config").arg(config);
     }
-    cmd.arg("agent");
+    cmd.args(["agent", "--print"]);
     Err(cmd.exec().into())
 }

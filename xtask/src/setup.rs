@@ -21,14 +21,13 @@ pub fn setup() -> anyhow::Result<PathBuf> {
     if !crate::util::on_path("rustup") {
         bail!("rustup is not on PATH: install rustup and the {EBPF_TOOLCHAIN} toolchain");
     }
-    let sysroot = output(Command::new("rustc").args([
-        &format!("+{EBPF_TOOLCHAIN}"),
-        "--print",
-        "sysroot",
-    ]))
-    .with_context(|| {
-        format!("no {EBPF_TOOLCHAIN} toolchain: run `rustup toolchain install {EBPF_TOOLCHAIN}`")
-    })?;
+    let sysroot =
+        output(Command::new("rustc").args([&format!("+{EBPF_TOOLCHAIN}"), "--print", "sysroot"]))
+            .with_context(|| {
+            format!(
+                "no {EBPF_TOOLCHAIN} toolchain: run `rustup toolchain install {EBPF_TOOLCHAIN}`"
+            )
+        })?;
     let sysroot = PathBuf::from(sysroot.trim());
     if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
         run(Command::new("rustup").args([
@@ -68,8 +67,7 @@ pub fn setup() -> anyhow::Result<PathBuf> {
     for name in [std::ffi::OsString::from("libLLVM.so"), soname] {
         let link = prefix_lib.join(name);
         let _ = fs::remove_file(&link);
-        symlink(&libllvm, &link)
-            .with_context(|| format!("cannot link {}", link.display()))?;
+        symlink(&libllvm, &link).with_context(|| format!("cannot link {}", link.display()))?;
     }
 
     if linker.exists()
@@ -88,8 +86,18 @@ pub fn setup() -> anyhow::Result<PathBuf> {
     eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (once)");
     run(Command::new("cargo")
         .arg(format!("+{EBPF_TOOLCHAIN}"))
-        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
-        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .arg("--root")
         .arg(tools.join("bpf-linker"))
         .env("LLVM_PREFIX", &prefix)

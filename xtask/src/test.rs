@@ -30,7 +30,9 @@ const TOOLS: [(&str, &str); 5] = [
 fn install_tools() -> anyhow::Result<()> {
     let mut missing: Vec<&str> = TOOLS
         .iter()
-        .filter(|(tool, _)| !on_path(tool) && !std::path::Path::new("/usr/sbin").join(tool).exists())
+        .filter(|(tool, _)| {
+            !on_path(tool) && !std::path::Path::new("/usr/sbin").join(tool).exists()
+        })
         .map(|(_, package)| *package)
         .collect();
     missing.dedup();
@@ -38,7 +40,10 @@ fn install_tools() -> anyhow::Result<()> {
         return Ok(());
     }
     if !on_path("apt-get") {
-        bail!("missing test tools ({}) and no apt-get to install them", missing.join(", "));
+        bail!(
+            "missing test tools ({}) and no apt-get to install them",
+            missing.join(", ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
@@ -52,15 +57,23 @@ fn install_tools() -> anyhow::Result<()> {
 /// Runs every test; fails (never skips) without root or a tool.
 pub fn test(o: &Options) -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`");
+        bail!(
+            "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
+        );
     }
     install_tools()?;
     let binary = build::build(&build::Options { release: false })?;
     let linker = crate::setup::setup()?;
 
     let mut unit = build::cargo(&linker)?;
-    unit.args(["test", "--package", "trafmon", "--package", "trafmon-common"])
-        .args(["--package", "xtask"]);
+    unit.args([
+        "test",
+        "--package",
+        "trafmon",
+        "--package",
+        "trafmon-common",
+    ])
+    .args(["--package", "xtask"]);
     if let Some(f) = &o.filter {
         unit.arg("--").arg(f);
     }

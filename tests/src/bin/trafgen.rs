@@ -3,10 +3,13 @@
 //! Prints what it sent or received, in payload bytes, as `sent N` or
 //! `received N`.
 //!
-//! trafgen tcp-send ADDR PORT BYTES
+//! trafgen tcp-send ADDR PORT BYTES [SECONDS]
 //! trafgen tcp-recv ADDR PORT CONNECTIONS
-//! trafgen udp-send ADDR PORT SIZE COUNT
+//! trafgen udp-send ADDR PORT SIZE COUNT [SECONDS]
 //! trafgen udp-recv ADDR PORT COUNT
+//!
+//! With SECONDS (at most 60), the sender spreads its bytes evenly over that
+//! time instead of sending as fast as it can.
 
 use std::{
     io::{Read, Write},
@@ -16,6 +19,20 @@ use std::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Optional pacing: the fraction `done` of the work is due at
+/// `start + done * seconds`; sleeps until then.
+fn pace(start: Instant, seconds: f64, done: f64) {
+    let due = start + Duration::from_secs_f64((seconds * done).min(60.0));
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+}
+
+fn optional_seconds(args: &[String], i: usize) -> f64 {
+    args.get(i)
+        .map_or(0.0, |_| arg::<f64>(args, i, "seconds").clamp(0.0, 60.0))
+}
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
     args.get(i)
@@ -30,9 +47,14 @@ fn main() -> ExitCode {
     let port: u16 = arg(&args, 3, "port");
     let addr = SocketAddr::new(ip, port);
     let result = match mode {
-        "tcp-send" => tcp_send(addr, arg(&args, 4, "bytes")),
+        "tcp-send" => tcp_send(addr, arg(&args, 4, "bytes"), optional_seconds(&args, 5)),
         "tcp-recv" => tcp_recv(addr, arg(&args, 4, "connections")),
-        "udp-send" => udp_send(addr, arg(&args, 4, "size"), arg(&args, 5, "count")),
+        "udp-send" => udp_send(
+            addr,
+            arg(&args, 4, "size"),
+            arg(&args, 5, "count"),
+            optional_seconds(&args, 6),
+        ),
         "udp-recv" => udp_recv(addr, arg(&args, 4, "count")),
         _ => Err(std::io::Error::other(format!("unknown mode {mode:?}"))),
     };
@@ -50,7 +72,7 @@ fn main() -> ExitCode {
 
 /// Connects (retrying while the receiver starts), sends `bytes`, shuts down
 /// its side and reads until the receiver closes, so the exchange completes.
-fn tcp_send(addr: SocketAddr, bytes: u64) -> std::io::Result<String> {
+fn tcp_send(addr: SocketAddr, bytes: u64, seconds: f64) -> std::io::Result<String> {
     let deadline = Instant::now() + TIMEOUT;
     let mut stream = loop {
         match TcpStream::connect_timeout(&addr, TIMEOUT) {
@@ -65,11 +87,15 @@ fn tcp_send(addr: SocketAddr, bytes: u64) -> std::io::Result<String> {
     stream.set_write_timeout(Some(TIMEOUT))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     let chunk = vec![0x5au8; 16 * 1024];
+    let start = Instant::now();
     let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
         stream.write_all(&chunk[..n])?;
         left -= n as u64;
+        if seconds > 0.0 {
+            pace(start, seconds, 1.0 - left as f64 / bytes as f64);
+        }
     }
     stream.shutdown(Shutdown::Write)?;
     let mut sink = Vec::new();
@@ -117,7 +143,7 @@ fn accept_with_timeout(listener: &TcpListener) -> std::io::Result<(TcpStream, So
 
 /// Sends `count` datagrams of `size` payload bytes, paced so that a
 /// receiver on the same machine keeps up.
-fn udp_send(addr: SocketAddr, size: usize, count: u32) -> std::io::Result<String> {
+fn udp_send(addr: SocketAddr, size: usize, count: u32, seconds: f64) -> std::io::Result<String> {
     let bind: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0".parse().expect("valid")
     } else {
@@ -126,9 +152,12 @@ fn udp_send(addr: SocketAddr, size: usize, count: u32) -> std::io::Result<String
     let socket = UdpSocket::bind(bind)?;
     socket.set_write_timeout(Some(TIMEOUT))?;
     let payload = vec![0xa5u8; size];
+    let start = Instant::now();
     for i in 0..count {
         socket.send_to(&payload, addr)?;
-        if i % 16 == 15 {
+        if seconds > 0.0 {
+            pace(start, seconds, f64::from(i + 1) / f64::from(count));
+        } else if i % 16 == 15 {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -1,0 +1,98 @@
+//! Fault injection for the crash tests: `TRAFMON_FAULT=after-STEP[:N]`
+//! makes the agent kill itself with SIGKILL right after STEP of its N-th
+//! flush (default the first). Read only by the agent; unset in production.
+
+/// A point in the flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The selector was flipped.
+    Flip,
+    /// The grace period passed.
+    Grace,
+    /// The idle side was read.
+    Drain,
+    /// The deltas and the flush record were committed.
+    Commit,
+    /// The idle side was cleared.
+    Clear,
+    /// The clear was recorded.
+    Recorded,
+}
+
+impl Step {
+    const ALL: [(Self, &'static str); 6] = [
+        (Self::Flip, "flip"),
+        (Self::Grace, "grace"),
+        (Self::Drain, "drain"),
+        (Self::Commit, "commit"),
+        (Self::Clear, "clear"),
+        (Self::Recorded, "recorded"),
+    ];
+}
+
+/// The environment variable.
+pub const VAR: &str = "TRAFMON_FAULT";
+
+/// A configured fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    step: Step,
+    nth: u32,
+}
+
+impl Fault {
+    /// Parses `after-STEP[:N]`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (step, nth) = match text.split_once(':') {
+            Some((s, n)) => (s, n.parse().ok()?),
+            None => (text, 1),
+        };
+        let name = step.strip_prefix("after-")?;
+        let step = Step::ALL.iter().find(|(_, n)| *n == name)?.0;
+        Some(Self { step, nth })
+    }
+
+    /// From the environment; a malformed value is an error, not ignored.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        match std::env::var(VAR) {
+            Ok(v) => Self::parse(&v).map(Some).ok_or_else(|| {
+                format!("{VAR}={v}: expected after-flip|grace|drain|commit|clear|recorded[:N]")
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Kills the process if `step` of flush number `flush` (1-based) is the
+    /// configured one.
+    pub fn check(&self, step: Step, flush: u32) {
+        if self.step == step && self.nth == flush {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_steps_and_counts() {
+        assert_eq!(
+            Fault::parse("after-drain"),
+            Some(Fault {
+                step: Step::Drain,
+                nth: 1
+            })
+        );
+        assert_eq!(
+            Fault::parse("after-commit:3"),
+            Some(Fault {
+                step: Step::Commit,
+                nth: 3
+            })
+        );
+        assert_eq!(Fault::parse("drain"), None);
+        assert_eq!(Fault::parse("after-lunch"), None);
+        assert_eq!(Fault::parse("after-clear:x"), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! The lossless flush (Android netd's scheme): flip the selector, wait for
+//! an RCU grace period, drain the now idle side, commit its deltas with a
+//! flush record in one transaction, clear the idle side, record the clear.
+//!
+//! Invariant: a side is only cleared after exactly its content was
+//! committed, and the selector is never flipped while a commit or a clear
+//! is outstanding. So a crash at any point neither loses nor doubles a
+//! byte: uncommitted counts stay in the kernel until a later flush commits
+//! them; committed-but-uncleared counts are cleared without reading on
+//! start ([`Collector::recover`]).
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use crate::{
+    calendar::{Calendar, Resolution},
+    config::{Config, Retention},
+    counters::{CountersError, Maps},
+    deltas::{Groups, deltas},
+    fault::{Fault, Step},
+    grace::{self, Grace},
+    store::{FlushCommit, Store, StoreError},
+};
+
+/// Errors of a flush. Counts are never lost by one: they stay in the kernel
+/// or in memory and the next flush retries.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// Reading or writing the maps failed.
+    #[error(transparent)]
+    Counters(#[from] CountersError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Work left over from a flush that could not finish.
+#[derive(Debug)]
+enum Outstanding {
+    /// Drained but not committed (the store failed): commit these.
+    Commit(FlushCommit),
+    /// Committed but not cleared or not recorded as cleared.
+    Clear { seq: i64, side: u32 },
+}
+
+/// What a finished flush did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flushed {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Entities with traffic.
+    pub entities: usize,
+    /// How the grace period was waited for.
+    pub grace: Grace,
+    /// Flip to recorded clear.
+    pub duration_us: i64,
+}
+
+/// Owns the maps and the store for the agent.
+pub struct Collector {
+    maps: Maps,
+    store: Store,
+    calendar: Calendar,
+    groups: Groups,
+    retention: Retention,
+    outstanding: Option<Outstanding>,
+    fault: Option<Fault>,
+    flushes: u32,
+    last_prune: Option<i64>,
+}
+
+impl Collector {
+    /// A collector over opened maps and store.
+    pub fn new(maps: Maps, store: Store, config: &Config, fault: Option<Fault>) -> Self {
+        Self {
+            maps,
+            store,
+            calendar: config.calendar(),
+            groups: config.groups.clone(),
+            retention: config.retention.clone(),
+            outstanding: None,
+            fault,
+            flushes: 0,
+            last_prune: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    /// Finishes what the last flush record says was left undone, before
+    /// anything else. `maps_survived` is false when the pinned maps had to
+    /// be recreated (a reboot): their old content is gone, nothing to clear.
+    pub fn recover(&mut self, maps_survived: bool) -> Result<(), FlushError> {
+        let Some(last) = self.store.last_flush()? else {
+            return Ok(());
+        };
+        if !maps_survived {
+            let detail = format!(
+                "pinned maps were missing and have been recreated; traffic after flush {} (at {} ms) and before this start was not counted",
+                last.seq, last.at_ms
+            );
+            tracing::warn!("{detail}");
+            self.store.record_event("maps-recreated", &detail)?;
+            if !last.cleared {
+                self.store.mark_cleared(last.seq, None)?;
+            }
+            return Ok(());
+        }
+        if !last.cleared {
+            tracing::info!(
+                seq = last.seq,
+                side = last.side,
+                "recovering: flush was committed but its side not cleared; clearing it without reading"
+            );
+            self.store.record_event(
+                "recovered",
+                &format!(
+                    "flush {} committed, side {} cleared on start",
+                    last.seq, last.side
+                ),
+            )?;
+            self.outstanding = Some(Outstanding::Clear {
+                seq: last.seq,
+                side: last.side,
+            });
+            self.finish_outstanding(Instant::now())?;
+        }
+        Ok(())
+    }
+
+    fn fault(&self, step: Step) {
+        if let Some(f) = &self.fault {
+            f.check(step, self.flushes);
+        }
+    }
+
+    /// Commits and clears whatever an earlier flush left undone. On error
+    /// the work stays outstanding.
+    fn finish_outstanding(&mut self, started: Instant) -> Result<(), FlushError> {
+        loop {
+            match self.outstanding.take() {
+                None => return Ok(()),
+                Some(Outstanding::Commit(commit)) => {
+                    if let Err(e) = self.store.commit(&commit, &self.calendar) {
+                        self.outstanding = Some(Outstanding::Commit(commit));
+                        return Err(e.into());
+                    }
+                    self.fault(Step::Commit);
+                    self.outstanding = Some(Outstanding::Clear {
+                        seq: commit.seq,
+                        side: commit.side,
+                    });
+                }
+                Some(Outstanding::Clear { seq, side }) => {
+                    self.outstanding = Some(Outstanding::Clear { seq, side });
+                    self.maps.clear_side(side)?;
+                    self.fault(Step::Clear);
+                    let us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+                    self.store.mark_cleared(seq, Some(us))?;
+                    self.outstanding = None;
+                    self.fault(Step::Recorded);
+                }
+            }
+        }
+    }
+
+    /// One flush for the traffic up to `at` (the tick it runs for).
+    pub fn flush(&mut self, at: Timestamp) -> Result<Flushed, FlushError> {
+        let started = Instant::now();
+        self.flushes += 1;
+        if self.outstanding.is_some() {
+            self.finish_outstanding(started)?;
+            tracing::info!("the outstanding flush is now stored");
+        }
+        let drained = self.maps.active_side()?;
+        self.maps.set_active_side(1 - drained)?;
+        self.fault(Step::Flip);
+        let grace = grace::wait();
+        self.fault(Step::Grace);
+        let totals = self.maps.read_side(drained)?;
+        self.fault(Step::Drain);
+        let commit = FlushCommit {
+            seq: self.store.next_seq()?,
+            side: drained,
+            at,
+            deltas: deltas(&totals, &self.groups),
+        };
+        let (seq, entities) = (commit.seq, commit.deltas.len());
+        self.outstanding = Some(Outstanding::Commit(commit));
+        self.finish_outstanding(started)?;
+        self.prune(at);
+        Ok(Flushed {
+            seq,
+            entities,
+            grace,
+            duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Applies retention, at most once a minute. Failures only warn: the
+    /// rows stay until the next try.
+    fn prune(&mut self, now: Timestamp) {
+        let minute = now.as_second() / 60;
+        if self.last_prune == Some(minute) {
+            return;
+        }
+        self.last_prune = Some(minute);
+        let zoned = now.to_zoned(self.calendar.tz.clone());
+        for (res, keep) in [
+            (Resolution::FiveMin, &self.retention.fivemin),
+            (Resolution::Hour, &self.retention.hourly),
+            (Resolution::Day, &self.retention.daily),
+            (Resolution::Month, &self.retention.monthly),
+        ] {
+            let Some(span) = keep.span else { continue };
+            let result = zoned
+                .checked_sub(span)
+                .map_err(|e| e.to_string())
+                .and_then(|then| {
+                    self.calendar
+                        .bucket(res, then.timestamp())
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|cutoff| {
+                    self.store
+                        .prune(res, cutoff)
+                        .map_err(|e| crate::error_chain(&e))
+                });
+            if let Err(e) = result {
+                tracing::warn!(table = res.table(), error = %e, "cannot apply retention");
+            }
+        }
+    }
+
+    /// True when a failed commit or clear waits for the next flush.
+    pub fn has_outstanding(&self) -> bool {
+        self.outstanding.is_some()
+    }
+}
