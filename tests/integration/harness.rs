@@ -438,6 +438,7 @@ impl Drop for Env {
 /// An agent process running in the env's namespace `a`.
 pub struct Agent {
     child: Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Agent {
@@ -464,9 +465,12 @@ impl Agent {
         let mut child = cmd.spawn().expect("start the agent");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("agent: {line}");
+                keep.lock().expect("log").push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -474,7 +478,7 @@ impl Agent {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line.contains("counting") => break,
+                Ok(line) if line.contains(" counting ") => break,
                 Ok(_) => continue,
                 Err(_) => {
                     let _ = child.kill();
@@ -482,7 +486,16 @@ impl Agent {
                 }
             }
         }
-        Self { child }
+        Self { child, log }
+    }
+
+    /// True when a line the agent wrote to stderr so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
     }
 
     /// Kills the agent with `signal` and waits for it.

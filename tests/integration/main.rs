@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod flush;
 mod iface;
 mod ip;
 mod lifecycle;
+mod load;
 mod overflow;
 mod uid;

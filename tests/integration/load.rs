@@ -1,0 +1,118 @@
+//! A steady traffic mix for the flush tests: three UIDs send UDP over IPv4
+//! and TCP over IPv6 for a given time, paced, with iptables rules that count
+//! the same packets per UID and per address.
+
+use trafmon::store::Kind;
+
+use crate::harness::{As, Counts, Env, Traffic, add_rule, rule_counters};
+
+const UIDS: [u32; 3] = [61101, 61102, 61103];
+const ADDRS: [(&str, bool); 2] = [("192.0.2.1", false), ("2001:db8::1", true)];
+
+/// Traffic under way.
+pub struct Load {
+    receivers: Vec<Traffic>,
+    senders: Vec<Traffic>,
+}
+
+impl Load {
+    /// Adds the ground-truth rules and starts sending for `seconds`.
+    pub fn start(env: &Env, seconds: u32) -> Self {
+        for uid in UIDS {
+            for v6 in [false, true] {
+                let u = uid.to_string();
+                add_rule(
+                    &env.a,
+                    v6,
+                    "OUTPUT",
+                    &["-m", "owner", "--uid-owner", &u],
+                    &format!("tm-uid-{uid}"),
+                );
+            }
+        }
+        for (i, (addr, v6)) in ADDRS.iter().enumerate() {
+            add_rule(&env.a, *v6, "INPUT", &["-d", addr], &format!("tm-in-{i}"));
+            add_rule(&env.a, *v6, "OUTPUT", &["-s", addr], &format!("tm-out-{i}"));
+        }
+        let root_b = As {
+            ns: &env.b,
+            uid: 0,
+            counted: false,
+        };
+        let secs = seconds.to_string();
+        let (mut receivers, mut senders) = (Vec::new(), Vec::new());
+        for (i, uid) in UIDS.into_iter().enumerate() {
+            let (udp, tcp) = ((9300 + i).to_string(), (9400 + i).to_string());
+            let datagrams = (400 * seconds).to_string();
+            let rx = [
+                env.traffic(root_b, &["udp-recv", "192.0.2.100", &udp, &datagrams]),
+                env.traffic(root_b, &["tcp-recv", "2001:db8::100", &tcp, "1"]),
+            ];
+            for r in &rx {
+                r.wait_listening();
+            }
+            receivers.extend(rx);
+            let who = As {
+                ns: &env.a,
+                uid,
+                counted: true,
+            };
+            let size = (300 + 200 * i).to_string();
+            senders.push(env.traffic(
+                who,
+                &["udp-send", "192.0.2.100", &udp, &size, &datagrams, &secs],
+            ));
+            let bytes = (2_000_000 * u64::from(seconds)).to_string();
+            senders.push(env.traffic(who, &["tcp-send", "2001:db8::100", &tcp, &bytes, &secs]));
+        }
+        Self { receivers, senders }
+    }
+
+    /// Waits until every sender and receiver is done.
+    pub fn finish(self) {
+        for s in self.senders {
+            s.finish();
+        }
+        for r in self.receivers {
+            r.finish();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Checks `counts` against the rules exactly: per-UID tx and per-address
+/// rx and tx.
+pub fn check(env: &Env, counts: &Counts) {
+    for uid in UIDS {
+        let (p4, b4) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        let (p6, b6) = rule_counters(&env.a, true, &format!("tm-uid-{uid}"));
+        let ours = counts
+            .get(&(Kind::Uid, uid.to_string()))
+            .copied()
+            .unwrap_or_default();
+        assert_eq!(
+            (ours.tx_packets, ours.tx_bytes),
+            (p4 + p6, b4 + b6),
+            "uid {uid}: stored tx (packets, bytes) vs --uid-owner rules"
+        );
+        assert!(ours.tx_bytes > 1_000_000, "uid {uid} sent traffic");
+    }
+    for (i, (addr, v6)) in ADDRS.iter().enumerate() {
+        let ours = counts
+            .get(&(Kind::Ip, (*addr).to_string()))
+            .copied()
+            .unwrap_or_default();
+        let (pi, bi) = rule_counters(&env.a, *v6, &format!("tm-in-{i}"));
+        let (po, bo) = rule_counters(&env.a, *v6, &format!("tm-out-{i}"));
+        assert_eq!(
+            [
+                ours.rx_packets,
+                ours.rx_bytes,
+                ours.tx_packets,
+                ours.tx_bytes
+            ],
+            [pi, bi, po, bo],
+            "{addr}: stored [rx p, rx B, tx p, tx B] vs INPUT -d / OUTPUT -s rules"
+        );
+    }
+}
