@@ -4,9 +4,14 @@ use trafmon::store::Kind;
 
 use crate::harness::{As, Env, add_rule, rule_counters};
 
+/// The three addresses form one group.
+const GROUPS: &str = "[groups]\ncust = [\"192.0.2.1\", \"192.0.2.2/32\", \"2001:db8::1/128\"]\n";
+
+/// Per-address counts equal per-address rules, and the group of all three
+/// addresses equals the sum of its members.
 #[test]
 fn per_ip_equals_iptables_address_rules() {
-    let env = Env::new("");
+    let env = Env::new(GROUPS);
     let agent = env.agent();
     env.up(&["192.0.2.2/24"]);
     let addrs = [
@@ -63,7 +68,7 @@ fn per_ip_equals_iptables_address_rules() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
-    let counts = env.counts("");
+    let counts = env.counts(GROUPS);
     for (i, (addr, v6)) in addrs.iter().enumerate() {
         let ours = counts
             .get(&(Kind::Ip, (*addr).to_string()))
@@ -83,4 +88,13 @@ fn per_ip_equals_iptables_address_rules() {
         );
         assert!(ours.rx_bytes > 150_000, "{addr} received traffic");
     }
+    let mut sum = trafmon_common::Counters::ZERO;
+    for (addr, _) in &addrs {
+        sum.add(&counts[&(Kind::Ip, (*addr).to_string())]);
+    }
+    assert_eq!(
+        counts[&(Kind::Group, "cust".into())],
+        sum,
+        "the group is the sum of its members"
+    );
 }

@@ -108,3 +108,58 @@ fn uninstall_leaves_nothing() {
         );
     }
 }
+
+/// After a reboot the pins are gone: the agent recreates the maps, records
+/// the event, and goes on counting into the same store.
+#[test]
+fn vanished_maps_are_recreated_and_recorded() {
+    let env = Env::new("");
+    env.agent().stop();
+    // What a reboot does to bpffs.
+    let out = env.trafmon(&["uninstall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = env.agent();
+    env.up(&[]);
+    add_rule(
+        &env.a,
+        false,
+        "OUTPUT",
+        &["-m", "owner", "--uid-owner", "61040"],
+        "tm-uid-61040",
+    );
+    let receiver = env.traffic(
+        As {
+            ns: &env.b,
+            uid: 0,
+            counted: false,
+        },
+        &["udp-recv", "192.0.2.100", "9600", "10"],
+    );
+    receiver.wait_listening();
+    env.traffic(
+        As {
+            ns: &env.a,
+            uid: 61040,
+            counted: true,
+        },
+        &["udp-send", "192.0.2.100", "9600", "100", "10"],
+    )
+    .finish();
+    receiver.finish();
+    agent.stop();
+    let store = trafmon::store::Store::open_read_only(&env.store_path()).expect("store");
+    let events = store.events().expect("events");
+    assert!(
+        events.iter().any(|(_, kind, _)| kind == "maps-recreated"),
+        "the recreation is recorded: {events:?}"
+    );
+    let ours = env.stored()[&(Kind::Uid, "61040".into())];
+    assert_eq!(
+        (ours.tx_packets, ours.tx_bytes),
+        rule_counters(&env.a, false, "tm-uid-61040")
+    );
+}

@@ -3,10 +3,12 @@
 
 mod harness;
 
+mod failures;
 mod flush;
 mod iface;
 mod ip;
 mod lifecycle;
 mod load;
+mod local;
 mod overflow;
 mod uid;
