@@ -193,7 +193,6 @@ impl Drop for Traffic {
 /// One test's world: two namespaces joined by a veth pair (`va` in `a`,
 /// `vb` in `b`), a cgroup, a pin directory and a config file.
 pub struct Env {
-    pub id: String,
     pub pin_dir: PathBuf,
     pub config: PathBuf,
     pub cgroup: Cgroup,
@@ -249,7 +248,6 @@ impl Env {
         )
         .expect("write config");
         Self {
-            id,
             pin_dir,
             config,
             cgroup,

@@ -210,7 +210,7 @@ impl<'de> Deserialize<'de> for Interval {
         }
         let d = parsed.unsigned_abs();
         let five_min = Duration::from_secs(300).as_nanos();
-        if d < Duration::from_millis(10) || five_min % d.as_nanos() != 0 {
+        if d < Duration::from_millis(10) || !five_min.is_multiple_of(d.as_nanos()) {
             return Err(de::Error::custom(format!(
                 "`{text}` must be at least 10ms and divide 5m evenly (10s, 1m, 100ms, ...)"
             )));

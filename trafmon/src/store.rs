@@ -192,6 +192,9 @@ pub struct Total {
     pub counters: Counters,
 }
 
+/// Rows by (entity key, bucket start): (label, counters).
+pub type Rows = BTreeMap<(String, i64), (String, Counters)>;
+
 /// An open store.
 pub struct Store {
     conn: Connection,
@@ -253,13 +256,11 @@ impl Store {
     /// is left untouched and opening fails.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let is_new = fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-        if is_new {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                    path: dir.into(),
-                    source,
-                })?;
-            }
+        if is_new && let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.into(),
+                source,
+            })?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -647,7 +648,7 @@ impl Store {
         kind: Kind,
         from: i64,
         to: i64,
-    ) -> Result<BTreeMap<(String, i64), (String, Counters)>, StoreError> {
+    ) -> Result<Rows, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
