@@ -31,6 +31,8 @@ pub enum Command {
     },
     /// Detach every program and remove every pin (stop the agent first).
     Uninstall,
+    /// Per-user (or per-IP, interface, group) totals from the store.
+    Report(crate::cmd::report::Args),
 }
 
 impl Cli {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod calendar;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod counters;
 pub mod deltas;
@@ -14,7 +15,9 @@ pub mod loader;
 pub mod mounts;
 pub mod paths;
 pub mod print;
+pub mod report;
 pub mod store;
+pub mod units;
 pub mod users;
 
 /// `error: cause: cause` on one line, as every error of the CLI is shown.

@@ -43,6 +43,7 @@ fn run() -> anyhow::Result<()> {
                 trafmon::agent::Options { print },
             ))?;
         }
+        Command::Report(args) => trafmon::cmd::report::run(&args, &config)?,
         Command::Uninstall => {
             trafmon::loader::uninstall(&config.pin_dir)?;
             println!("removed every pin under {}", config.pin_dir.display());

@@ -1,0 +1,239 @@
+//! `trafmon report`.
+
+use std::io::{self, Write as _};
+
+use jiff::{Timestamp, civil};
+
+use super::{CmdError, open_store};
+use crate::{
+    config::Config,
+    report::{Query, Sort, View, render},
+    store::Kind,
+    units::Units,
+};
+
+/// Which entities (default: users).
+#[derive(Debug, Default, clap::Args)]
+#[group(multiple = false)]
+pub struct Entities {
+    /// Per user (socket UID); the default.
+    #[arg(long)]
+    pub users: bool,
+    /// Per IP address.
+    #[arg(long)]
+    pub ips: bool,
+    /// Per network interface.
+    #[arg(long)]
+    pub interfaces: bool,
+    /// Per named group of addresses.
+    #[arg(long)]
+    pub groups: bool,
+}
+
+/// Which view (default: per-entity totals of the running billing month).
+#[derive(Debug, Default, clap::Args)]
+#[group(multiple = false)]
+pub struct Views {
+    /// 5-minute rows.
+    #[arg(long = "5min")]
+    pub five_min: bool,
+    /// 15-minute rows.
+    #[arg(long = "15min")]
+    pub fifteen_min: bool,
+    /// Hourly rows.
+    #[arg(long)]
+    pub hourly: bool,
+    /// Daily rows (local calendar days).
+    #[arg(long)]
+    pub daily: bool,
+    /// Weekly rows (weeks start on `week_start`).
+    #[arg(long)]
+    pub weekly: bool,
+    /// Monthly rows (billing months from `month_start_day`).
+    #[arg(long)]
+    pub monthly: bool,
+    /// Yearly rows.
+    #[arg(long)]
+    pub yearly: bool,
+    /// Per-entity totals over all stored months.
+    #[arg(long)]
+    pub total: bool,
+}
+
+/// `trafmon report` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    entities: Entities,
+    #[command(flatten)]
+    views: Views,
+    /// Only the last N rows of a time view.
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// Only from this local date or time on (YYYY-MM-DD or "YYYY-MM-DD HH:MM").
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only before this local date or time.
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Only this user (name or UID); repeatable.
+    #[arg(long, value_name = "NAME|UID")]
+    user: Vec<String>,
+    /// Only this address; repeatable.
+    #[arg(long, value_name = "ADDR")]
+    ip: Vec<String>,
+    /// Only this interface; repeatable.
+    #[arg(long, value_name = "NAME")]
+    interface: Vec<String>,
+    /// Only this group; repeatable.
+    #[arg(long, value_name = "NAME")]
+    group: Vec<String>,
+    /// Order of per-entity rows.
+    #[arg(long, value_enum, default_value_t)]
+    sort: Sort,
+    /// Only the first N per-entity rows.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// JSON output (with a format version).
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// CSV output.
+    #[arg(long)]
+    csv: bool,
+    /// Units of the table.
+    #[arg(long, value_enum, default_value_t)]
+    units: Units,
+}
+
+impl Views {
+    fn view(&self) -> View {
+        [
+            (self.five_min, View::FiveMin),
+            (self.fifteen_min, View::FifteenMin),
+            (self.hourly, View::Hourly),
+            (self.daily, View::Daily),
+            (self.weekly, View::Weekly),
+            (self.monthly, View::Monthly),
+            (self.yearly, View::Yearly),
+            (self.total, View::Total),
+        ]
+        .into_iter()
+        .find_map(|(on, v)| on.then_some(v))
+        .unwrap_or(View::Summary)
+    }
+}
+
+/// The UID key of a user given by name or number.
+pub fn uid_key(user: &str) -> Result<String, CmdError> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid.to_string());
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(u.uid.as_raw().to_string()),
+        _ => Err(CmdError::Usage(format!(
+            "--user {user}: no such user in the password database (give the UID instead)"
+        ))),
+    }
+}
+
+fn when(flag: &str, text: &str, config: &Config) -> Result<i64, CmdError> {
+    let dt = text
+        .parse::<civil::DateTime>()
+        .or_else(|_| {
+            text.parse::<civil::Date>()
+                .map(|d| d.to_datetime(civil::Time::midnight()))
+        })
+        .map_err(|_| {
+            CmdError::Usage(format!(
+                "{flag} {text}: not a local date or time (YYYY-MM-DD or \"YYYY-MM-DD HH:MM\")"
+            ))
+        })?;
+    dt.to_zoned(config.timezone.tz.clone())
+        .map(|z| z.timestamp().as_second())
+        .map_err(|e| CmdError::Usage(format!("{flag} {text}: {e}")))
+}
+
+impl Args {
+    fn query(&self, config: &Config) -> Result<Query, CmdError> {
+        let filters = [
+            (Kind::Uid, &self.user),
+            (Kind::Ip, &self.ip),
+            (Kind::Iface, &self.interface),
+            (Kind::Group, &self.group),
+        ];
+        let chosen = [
+            (self.entities.users, Kind::Uid),
+            (self.entities.ips, Kind::Ip),
+            (self.entities.interfaces, Kind::Iface),
+            (self.entities.groups, Kind::Group),
+        ]
+        .into_iter()
+        .find_map(|(on, k)| on.then_some(k));
+        let filtered: Vec<Kind> = filters
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        if filtered.len() > 1 || chosen.zip(filtered.first()).is_some_and(|(c, f)| c != *f) {
+            return Err(CmdError::Usage(
+                "filters of different kinds (--user, --ip, --interface, --group) do not mix".into(),
+            ));
+        }
+        let kind = chosen.or(filtered.first().copied()).unwrap_or(Kind::Uid);
+        let keys = match kind {
+            Kind::Uid => self
+                .user
+                .iter()
+                .map(|u| uid_key(u))
+                .collect::<Result<_, _>>()?,
+            Kind::Ip => self
+                .ip
+                .iter()
+                .map(|a| {
+                    a.parse::<std::net::IpAddr>()
+                        .map(|ip| ip.to_string())
+                        .map_err(|_| CmdError::Usage(format!("--ip {a}: not an IP address")))
+                })
+                .collect::<Result<_, _>>()?,
+            Kind::Iface => self.interface.clone(),
+            Kind::Group | Kind::Overflow => self.group.clone(),
+        };
+        Ok(Query {
+            kind,
+            view: self.views.view(),
+            keys,
+            last: self.last,
+            since: self
+                .since
+                .as_deref()
+                .map(|t| when("--since", t, config))
+                .transpose()?,
+            until: self
+                .until
+                .as_deref()
+                .map(|t| when("--until", t, config))
+                .transpose()?,
+            sort: self.sort,
+            top: self.top,
+        })
+    }
+}
+
+/// Runs `trafmon report`.
+pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
+    let query = args.query(config)?;
+    let store = open_store(&config.store_path())?;
+    let report = query
+        .run(&store, &config.calendar(), Timestamp::now())
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        render::json(&mut out, &report)?;
+    } else if args.csv {
+        render::csv(&mut out, &report)?;
+    } else {
+        render::table(&mut out, &report, args.units)?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! `trafmon report`: what the store says, as rows of a view. Building the
+//! rows (here) is separate from printing them (`render`).
+
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use jiff::{Timestamp, ToSpan as _, civil::Date};
+use trafmon_common::Counters;
+
+use crate::{
+    calendar::{Calendar, CalendarError, Resolution},
+    store::{Kind, Store, StoreError},
+};
+
+/// Errors of a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A date could not be computed.
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+}
+
+/// What the rows are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// One row per entity for the running billing period.
+    Summary,
+    /// One row per entity over all stored months.
+    Total,
+    /// 5-minute buckets.
+    #[serde(rename = "5min")]
+    FiveMin,
+    /// 15-minute buckets (from 5-minute rows).
+    #[serde(rename = "15min")]
+    FifteenMin,
+    /// Local hours.
+    Hourly,
+    /// Local days.
+    Daily,
+    /// Weeks (from daily rows).
+    Weekly,
+    /// Billing months.
+    Monthly,
+    /// Calendar years (from monthly rows).
+    Yearly,
+}
+
+impl View {
+    /// Rows shown when neither `--last` nor `--since` is given (vnStat's).
+    pub fn default_last(self) -> Option<usize> {
+        match self {
+            Self::FiveMin => Some(48),
+            Self::FifteenMin => Some(32),
+            Self::Hourly => Some(24),
+            Self::Daily => Some(30),
+            Self::Weekly => Some(8),
+            Self::Monthly => Some(12),
+            Self::Summary | Self::Total | Self::Yearly => None,
+        }
+    }
+
+    fn per_entity(self) -> bool {
+        matches!(self, Self::Summary | Self::Total)
+    }
+}
+
+/// How entity rows are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    /// Largest total first.
+    #[default]
+    Total,
+    /// Most received first.
+    Rx,
+    /// Most sent first.
+    Tx,
+    /// By name.
+    Name,
+}
+
+/// What to report.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Which entities.
+    pub kind: Kind,
+    /// Which view.
+    pub view: View,
+    /// Only these entity keys (all when empty).
+    pub keys: Vec<String>,
+    /// Only the last N rows of a time view.
+    pub last: Option<usize>,
+    /// Only buckets starting at or after this second.
+    pub since: Option<i64>,
+    /// Only buckets starting before this second.
+    pub until: Option<i64>,
+    /// Order of entity rows.
+    pub sort: Sort,
+    /// Only the first N entity rows.
+    pub top: Option<usize>,
+}
+
+/// One row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Entity label, or the bucket's name.
+    pub label: String,
+    /// Entity key (per-entity views).
+    pub key: Option<String>,
+    /// Bucket start (Unix seconds).
+    pub start: i64,
+    /// Bucket end (Unix seconds).
+    pub end: i64,
+    /// Seconds the average rate is over (0: unknown).
+    pub seconds: i64,
+    /// The traffic.
+    pub counters: Counters,
+}
+
+/// The estimate for the period in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    /// Projected bytes received.
+    pub rx_bytes: u64,
+    /// Projected bytes sent.
+    pub tx_bytes: u64,
+}
+
+/// A built report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Which entities.
+    pub kind: Kind,
+    /// Which view.
+    pub view: View,
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Sum of the rows.
+    pub sum: Counters,
+    /// The period in progress, when the report shows one: `Some(None)` when
+    /// it cannot be estimated yet (`--`).
+    pub estimated: Option<Option<Estimate>>,
+}
+
+fn estimate(c: &Counters, start: i64, end: i64, now: i64) -> Option<Estimate> {
+    let elapsed = now - start;
+    if elapsed < 60 || c.is_zero() {
+        return None;
+    }
+    let scale = (end - start) as f64 / elapsed as f64;
+    Some(Estimate {
+        rx_bytes: (c.rx_bytes as f64 * scale).round() as u64,
+        tx_bytes: (c.tx_bytes as f64 * scale).round() as u64,
+    })
+}
+
+fn total(c: &Counters) -> u64 {
+    c.rx_bytes.saturating_add(c.tx_bytes)
+}
+
+impl Query {
+    /// Builds the report from `store` as of `now`.
+    pub fn run(
+        &self,
+        store: &Store,
+        cal: &Calendar,
+        now: Timestamp,
+    ) -> Result<Report, ReportError> {
+        let now_s = now.as_second();
+        let (rows, estimated) = if self.view.per_entity() {
+            self.entity_rows(store, cal, now)?
+        } else {
+            self.time_rows(store, cal, now_s)?
+        };
+        let mut sum = Counters::ZERO;
+        for r in &rows {
+            sum.add(&r.counters);
+        }
+        // The running period is all of a per-entity report, or the last
+        // row of a time view.
+        let basis = match rows.last() {
+            Some(last) if !self.view.per_entity() => last.counters,
+            _ => sum,
+        };
+        let estimated = match estimated {
+            Some(Some((start, end))) => Some(estimate(&basis, start, end, now_s)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        Ok(Report {
+            kind: self.kind,
+            view: self.view,
+            rows,
+            sum,
+            estimated,
+        })
+    }
+
+    fn wanted(&self, key: &str) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|k| k == key)
+    }
+
+    /// Per-entity rows; the running period for the estimate.
+    fn entity_rows(
+        &self,
+        store: &Store,
+        cal: &Calendar,
+        now: Timestamp,
+    ) -> Result<(Vec<Row>, Option<Option<(i64, i64)>>), ReportError> {
+        let now_s = now.as_second();
+        let (from, to, running) = if self.view == View::Summary {
+            let start = cal.bucket(Resolution::Month, now)?;
+            let end = cal.next_period(start)?;
+            (start, end, Some(Some((start, end))))
+        } else {
+            (i64::MIN, i64::MAX, None)
+        };
+        let mut rows: Vec<Row> = store
+            .sum_rows(Resolution::Month, from, to)?
+            .into_iter()
+            .filter(|t| t.entity.kind == self.kind && self.wanted(&t.entity.key))
+            .map(|t| Row {
+                label: t.label,
+                key: Some(t.entity.key),
+                start: from,
+                end: to,
+                seconds: if self.view == View::Summary {
+                    now_s - from
+                } else {
+                    0
+                },
+                counters: t.counters,
+            })
+            .collect();
+        match self.sort {
+            Sort::Total => rows.sort_by(|a, b| total(&b.counters).cmp(&total(&a.counters))),
+            Sort::Rx => rows.sort_by(|a, b| b.counters.rx_bytes.cmp(&a.counters.rx_bytes)),
+            Sort::Tx => rows.sort_by(|a, b| b.counters.tx_bytes.cmp(&a.counters.tx_bytes)),
+            Sort::Name => rows.sort_by(|a, b| a.label.cmp(&b.label)),
+        }
+        if let Some(n) = self.top {
+            rows.truncate(n);
+        }
+        Ok((rows, running))
+    }
+
+    /// Per-bucket rows summed over the wanted entities; the last bucket as
+    /// the running period when it holds `now`.
+    fn time_rows(
+        &self,
+        store: &Store,
+        cal: &Calendar,
+        now: i64,
+    ) -> Result<(Vec<Row>, Option<Option<(i64, i64)>>), ReportError> {
+        let res = match self.view {
+            View::FiveMin | View::FifteenMin => Resolution::FiveMin,
+            View::Hourly => Resolution::Hour,
+            View::Daily | View::Weekly => Resolution::Day,
+            _ => Resolution::Month,
+        };
+        let mut buckets: BTreeMap<i64, Counters> = BTreeMap::new();
+        for ((key, start), (_, c)) in store.rows(res, self.kind, i64::MIN, i64::MAX)? {
+            if self.wanted(&key) {
+                buckets
+                    .entry(self.regroup(cal, start)?)
+                    .or_default()
+                    .add(&c);
+            }
+        }
+        let mut rows = Vec::new();
+        for (start, counters) in buckets {
+            if self.since.is_some_and(|s| start < s) || self.until.is_some_and(|u| start >= u) {
+                continue;
+            }
+            let end = self.end_of(cal, start)?;
+            let running = start <= now && now < end;
+            rows.push(Row {
+                label: self.label(cal, start)?,
+                key: None,
+                start,
+                end,
+                seconds: if running { now - start } else { end - start },
+                counters,
+            });
+        }
+        let last = self
+            .last
+            .or(if self.since.is_none() && self.until.is_none() {
+                self.view.default_last()
+            } else {
+                None
+            });
+        if let Some(n) = last
+            && rows.len() > n
+        {
+            rows.drain(..rows.len() - n);
+        }
+        let running = rows
+            .last()
+            .filter(|r| r.start <= now && now < r.end)
+            .map(|r| Some((r.start, r.end)));
+        Ok((rows, running))
+    }
+
+    /// The view's bucket of a stored row's start.
+    fn regroup(&self, cal: &Calendar, start: i64) -> Result<i64, ReportError> {
+        Ok(match self.view {
+            View::FifteenMin => {
+                let offset = i64::from(
+                    Timestamp::from_second(start)
+                        .map_err(CalendarError::from)?
+                        .to_zoned(cal.tz.clone())
+                        .offset()
+                        .seconds(),
+                );
+                start - (start + offset).rem_euclid(900)
+            }
+            View::Weekly => cal.week_of(start)?,
+            View::Yearly => {
+                let d = cal.date_of(start)?;
+                cal.start_of(Date::new(d.year(), 1, 1).map_err(CalendarError::from)?)?
+            }
+            _ => start,
+        })
+    }
+
+    fn end_of(&self, cal: &Calendar, start: i64) -> Result<i64, ReportError> {
+        Ok(match self.view {
+            View::FiveMin => start + 300,
+            View::FifteenMin => start + 900,
+            View::Hourly => start + 3600,
+            View::Daily => cal.next_day(start)?,
+            View::Weekly => cal.start_of(cal.date_of(start)? + 7.days())?,
+            View::Monthly => cal.next_period(start)?,
+            View::Yearly => {
+                let d = cal.date_of(start)?;
+                cal.start_of(Date::new(d.year() + 1, 1, 1).map_err(CalendarError::from)?)?
+            }
+            View::Summary | View::Total => i64::MAX,
+        })
+    }
+
+    fn label(&self, cal: &Calendar, start: i64) -> Result<String, ReportError> {
+        let z = Timestamp::from_second(start)
+            .map_err(CalendarError::from)?
+            .to_zoned(cal.tz.clone());
+        Ok(match self.view {
+            View::FiveMin | View::FifteenMin | View::Hourly => {
+                z.strftime("%Y-%m-%d %H:%M").to_string()
+            }
+            View::Daily | View::Weekly => z.strftime("%Y-%m-%d").to_string(),
+            View::Monthly if cal.month_start_day == 1 => z.strftime("%Y-%m").to_string(),
+            View::Monthly => z.strftime("%Y-%m-%d").to_string(),
+            View::Yearly => z.strftime("%Y").to_string(),
+            View::Summary | View::Total => String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, civil::Weekday, tz::TimeZone};
+
+    use super::*;
+    use crate::store::{Delta, Entity, FlushCommit};
+
+    /// Europe/Berlin, weeks from Sunday, months from the 15th; uid 1000
+    /// sends 1000 B every hour from 2026-10-20 to 2026-10-28 (across the
+    /// fall-back on 2026-10-25) and 5000 B once on 2026-10-14.
+    fn synthetic() -> (Store, Calendar, std::path::PathBuf) {
+        let cal = Calendar {
+            tz: TimeZone::get("Europe/Berlin").unwrap(),
+            week_start: Weekday::Sunday,
+            month_start_day: 15,
+        };
+        let dir = std::env::temp_dir().join(format!("trafmon-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir.join("t.db")).unwrap();
+        let delta = |bytes| Delta {
+            entity: Entity {
+                kind: Kind::Uid,
+                key: "1000".into(),
+            },
+            label: "alice".into(),
+            counters: Counters {
+                rx_bytes: bytes,
+                rx_packets: 1,
+                tx_bytes: 0,
+                tx_packets: 0,
+            },
+        };
+        let mut seq = 1;
+        let mut commit = |at: Timestamp, bytes| {
+            store
+                .commit(
+                    &FlushCommit {
+                        seq,
+                        side: 0,
+                        at,
+                        deltas: vec![delta(bytes)],
+                    },
+                    &cal,
+                )
+                .unwrap();
+            seq += 1;
+        };
+        commit(
+            "2026-10-14T10:00:00+02:00[Europe/Berlin]"
+                .parse::<jiff::Zoned>()
+                .unwrap()
+                .timestamp(),
+            5000,
+        );
+        let start = "2026-10-20T00:00:00+02:00[Europe/Berlin]"
+            .parse::<jiff::Zoned>()
+            .unwrap()
+            .timestamp();
+        let end = "2026-10-28T00:00:00+01:00[Europe/Berlin]"
+            .parse::<jiff::Zoned>()
+            .unwrap()
+            .timestamp();
+        let mut t = start;
+        while t < end {
+            t += SignedDuration::from_hours(1);
+            commit(t, 1000);
+        }
+        (store, cal, dir)
+    }
+
+    fn query(view: View) -> Query {
+        Query {
+            kind: Kind::Uid,
+            view,
+            keys: Vec::new(),
+            last: None,
+            since: None,
+            until: None,
+            sort: Sort::Total,
+            top: None,
+        }
+    }
+
+    fn rows(r: &Report) -> Vec<(String, u64)> {
+        r.rows
+            .iter()
+            .map(|r| (r.label.clone(), r.counters.rx_bytes))
+            .collect()
+    }
+
+    #[test]
+    fn daily_weekly_and_monthly_across_a_daylight_saving_change() {
+        let (store, cal, dir) = synthetic();
+        let now: Timestamp = "2026-10-28T12:00:00Z".parse().unwrap();
+
+        let daily = Query {
+            last: Some(3),
+            ..query(View::Daily)
+        }
+        .run(&store, &cal, now)
+        .unwrap();
+        let s = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(l, b)| ((*l).to_owned(), *b))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rows(&daily),
+            s(&[
+                ("2026-10-25", 25_000),
+                ("2026-10-26", 24_000),
+                ("2026-10-27", 24_000)
+            ])
+        );
+        assert_eq!(daily.rows[0].end - daily.rows[0].start, 25 * 3600);
+        assert_eq!(daily.sum.rx_bytes, 73_000);
+        assert_eq!(daily.estimated, None, "no day of the report is in progress");
+
+        let weekly = query(View::Weekly).run(&store, &cal, now).unwrap();
+        assert_eq!(
+            rows(&weekly),
+            s(&[
+                ("2026-10-11", 5_000),
+                ("2026-10-18", 120_000),
+                ("2026-10-25", 73_000)
+            ])
+        );
+        // The running week is 169 hours long (fall-back); 86 of them passed.
+        let projected = (73_000.0_f64 * 169.0 / 86.0).round() as u64;
+        assert_eq!(
+            weekly.estimated,
+            Some(Some(Estimate {
+                rx_bytes: projected,
+                tx_bytes: 0
+            }))
+        );
+
+        let monthly = query(View::Monthly).run(&store, &cal, now).unwrap();
+        assert_eq!(
+            rows(&monthly),
+            s(&[("2026-09-15", 5_000), ("2026-10-15", 193_000)])
+        );
+
+        let hourly = Query {
+            since: Some(cal.start_of(Date::new(2026, 10, 25).unwrap()).unwrap()),
+            until: Some(
+                cal.next_day(cal.start_of(Date::new(2026, 10, 25).unwrap()).unwrap())
+                    .unwrap(),
+            ),
+            ..query(View::Hourly)
+        }
+        .run(&store, &cal, now)
+        .unwrap();
+        assert_eq!(hourly.rows.len(), 25, "the fall-back day has 25 hours");
+        assert_eq!(hourly.rows[2].label, "2026-10-25 02:00");
+        assert_eq!(
+            hourly.rows[3].label, "2026-10-25 02:00",
+            "02:00 happens twice"
+        );
+
+        let summary = query(View::Summary).run(&store, &cal, now).unwrap();
+        assert_eq!(rows(&summary), s(&[("alice", 193_000)]));
+        assert!(matches!(summary.estimated, Some(Some(_))));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
