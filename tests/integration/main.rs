@@ -11,4 +11,5 @@ mod lifecycle;
 mod load;
 mod local;
 mod overflow;
+mod report;
 mod uid;

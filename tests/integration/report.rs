@@ -1,0 +1,94 @@
+//! `trafmon report` end to end: three UIDs send known traffic; the JSON
+//! per-user totals equal iptables, and the table shows the same numbers.
+
+use crate::harness::{As, Env, add_rule, rule_counters};
+
+const UIDS: [u32; 3] = [61201, 61202, 61203];
+
+#[test]
+fn report_json_and_table_equal_iptables() {
+    let env = Env::new("");
+    let agent = env.agent();
+    env.up(&[]);
+    for uid in UIDS {
+        let u = uid.to_string();
+        add_rule(
+            &env.a,
+            false,
+            "OUTPUT",
+            &["-m", "owner", "--uid-owner", &u],
+            &format!("tm-uid-{uid}"),
+        );
+    }
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, uid) in UIDS.into_iter().enumerate() {
+        let port = (9700 + i).to_string();
+        let r = env.traffic(root_b, &["tcp-recv", "192.0.2.100", &port, "1"]);
+        r.wait_listening();
+        receivers.push(r);
+        let bytes = (100_000 * (i as u64 + 1)).to_string();
+        senders.push(env.traffic(
+            As {
+                ns: &env.a,
+                uid,
+                counted: true,
+            },
+            &["tcp-send", "192.0.2.100", &port, &bytes],
+        ));
+    }
+    for s in senders {
+        s.finish();
+    }
+    for r in receivers {
+        r.finish();
+    }
+    agent.stop();
+
+    let out = env.trafmon(&["report", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["jsonversion"], 1);
+    let table = env.trafmon(&["report", "--units", "bytes"]);
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    for uid in UIDS {
+        let (packets, bytes) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        let row = json["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["key"] == uid.to_string())
+            .unwrap_or_else(|| panic!("uid {uid} in the report: {json}"));
+        assert_eq!(
+            (row["tx_packets"].as_u64(), row["tx_bytes"].as_u64()),
+            (Some(packets), Some(bytes)),
+            "uid {uid}"
+        );
+        let line = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{uid} ")))
+            .unwrap_or_else(|| panic!("uid {uid} in the table:\n{table}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(
+            cells[2],
+            bytes.to_string(),
+            "the table's tx for {uid}: {line}"
+        );
+        assert_eq!(
+            cells[1],
+            row["rx_bytes"].to_string(),
+            "the table's rx for {uid}: {line}"
+        );
+    }
+    assert!(table.contains("\n SUM "), "{table}");
+}
