@@ -12,4 +12,5 @@ mod load;
 mod local;
 mod overflow;
 mod report;
+mod stats;
 mod uid;

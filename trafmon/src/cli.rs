@@ -33,6 +33,9 @@ pub enum Command {
     Uninstall,
     /// Per-user (or per-IP, interface, group) totals from the store.
     Report(crate::cmd::report::Args),
+    /// Counters by name (`user>>>NAME>>>traffic>>>uplink`), with per-caller
+    /// resets that never change the history.
+    Stats(crate::cmd::stats::Args),
 }
 
 impl Cli {

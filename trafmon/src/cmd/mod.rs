@@ -1,6 +1,7 @@
 //! One file per subcommand: arguments (clap) and the run function.
 
 pub mod report;
+pub mod stats;
 
 use std::path::Path;
 
