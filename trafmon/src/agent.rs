@@ -43,6 +43,9 @@ pub enum AgentError {
     /// Writing the printout failed.
     #[error("cannot write the totals")]
     Output(#[source] io::Error),
+    /// The pid file cannot be written.
+    #[error("cannot write the pid file in the state directory")]
+    PidFile(#[source] io::Error),
     /// A malformed fault-injection variable.
     #[error("{0}")]
     Fault(String),
@@ -78,6 +81,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     // The store first: a store that cannot be used stops the agent before
     // it touches the kernel.
     let store = Store::open(&config.store_path())?;
+    let _pid = crate::pidfile::PidFile::create(&config.state_dir).map_err(AgentError::PidFile)?;
     let pins = PinDir::new(&config.pin_dir);
     let maps_survived = pins.map(trafmon_common::SELECTOR).exists();
     let mut installed = Installed::install(&config)?;

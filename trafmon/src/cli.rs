@@ -36,6 +36,10 @@ pub enum Command {
     /// Counters by name (`user>>>NAME>>>traffic>>>uplink`), with per-caller
     /// resets that never change the history.
     Stats(crate::cmd::stats::Args),
+    /// What is attached where, map fill, overflow, last flush, the store.
+    Status(crate::cmd::status::Args),
+    /// Live per-user, per-IP and per-interface rates, every second.
+    Top(crate::cmd::top::Args),
 }
 
 impl Cli {

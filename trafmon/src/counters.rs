@@ -252,6 +252,30 @@ impl Maps {
         Ok(())
     }
 
+    /// Fill of every stats map: (name, keys now, max entries).
+    pub fn fill(&self) -> Result<Vec<(&'static str, usize, u32)>, CountersError> {
+        fn one<K: aya::Pod>(
+            map: &Stats<K>,
+            name: &'static str,
+        ) -> Result<(&'static str, usize, u32), CountersError> {
+            use aya::maps::IterableMap as _;
+            let max = map
+                .map()
+                .info()
+                .map_err(|source| CountersError::Read { name, source })?
+                .max_entries();
+            Ok((name, map.keys().count(), max))
+        }
+        Ok(vec![
+            one(&self.uid[0], common::UID_A)?,
+            one(&self.uid[1], common::UID_B)?,
+            one(&self.ip[0], common::IP_A)?,
+            one(&self.ip[1], common::IP_B)?,
+            one(&self.iface[0], common::IFACE_A)?,
+            one(&self.iface[1], common::IFACE_B)?,
+        ])
+    }
+
     /// Everything both sides hold now: all counts not yet drained.
     pub fn read_all(&self) -> Result<Totals, CountersError> {
         let mut totals = Totals::default();

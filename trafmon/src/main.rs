@@ -45,6 +45,8 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Report(args) => trafmon::cmd::report::run(&args, &config)?,
         Command::Stats(args) => trafmon::cmd::stats::run(&args, &config)?,
+        Command::Status(args) => trafmon::cmd::status::run(&args, &config)?,
+        Command::Top(args) => trafmon::cmd::top::run(&args, &config)?,
         Command::Uninstall => {
             trafmon::loader::uninstall(&config.pin_dir)?;
             println!("removed every pin under {}", config.pin_dir.display());

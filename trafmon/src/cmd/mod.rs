@@ -2,6 +2,8 @@
 
 pub mod report;
 pub mod stats;
+pub mod status;
+pub mod top;
 
 use std::path::Path;
 

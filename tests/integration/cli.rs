@@ -1,0 +1,87 @@
+//! `trafmon top` and `trafmon status` against a running agent.
+
+use std::process::{Command, Stdio};
+
+use crate::harness::{As, Env, trafmon_bin};
+
+/// A paced 5-second transfer: the per-second tx rates `top` prints for the
+/// sender add up to within 10 % of the bytes it sent.
+#[test]
+fn top_lines_add_up_to_what_was_sent() {
+    let env = Env::new("");
+    let _agent = env.agent();
+    env.up(&[]);
+    let top = Command::new(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(["top", "--count", "8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start top");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let receiver = env.traffic(
+        As {
+            ns: &env.b,
+            uid: 0,
+            counted: false,
+        },
+        &["udp-recv", "192.0.2.100", "9900", "5000"],
+    );
+    receiver.wait_listening();
+    let sent = env
+        .traffic(
+            As {
+                ns: &env.a,
+                uid: 61401,
+                counted: true,
+            },
+            &["udp-send", "192.0.2.100", "9900", "1000", "5000", "5"],
+        )
+        .finish();
+    receiver.finish();
+    let out = top.wait_with_output().expect("top output");
+    assert!(out.status.success(), "top exits after --count");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0.0;
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cells.len(), 5, "a line mode line: {line:?}");
+        if cells[1] == "uid" && cells[2] == "61401" {
+            total += cells[4].parse::<f64>().expect("tx rate");
+        }
+    }
+    let ip_bytes = sent as f64 + 5000.0 * 28.0;
+    assert!(
+        (total - ip_bytes).abs() <= 0.1 * ip_bytes,
+        "sum of per-second rates {total:.0} vs {ip_bytes:.0} bytes sent:\n{text}"
+    );
+}
+
+#[test]
+fn status_shows_the_agent_its_attachments_and_flushes() {
+    let env = Env::new("");
+    let agent = env.agent();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = env.trafmon(&["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for expected in [
+        "agent:      running".to_owned(),
+        "cgroup_skb ingress".into(),
+        "cgroup_skb egress".into(),
+        format!("tc ingress on {}", env.va),
+        format!("tc egress on {}", env.va),
+        "map:        UID_A".into(),
+        "last flush: #".into(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} in:\n{text}");
+    }
+    agent.stop();
+    let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
+    assert!(text.contains("agent:      not running"), "{text}");
+}

@@ -1,0 +1,145 @@
+//! `trafmon status`: what is attached where, map fill, overflow, the last
+//! flush, the store, and whether an agent runs.
+
+use std::{
+    fs,
+    io::{self, Write as _},
+};
+
+use aya::programs::links::PinnedLink;
+
+use super::open_store;
+use crate::{
+    config::Config,
+    counters::Maps,
+    paths::{Attachment, PinDir},
+    pidfile,
+};
+
+/// `trafmon status` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+fn size_of(path: &std::path::Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs `trafmon status`.
+pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match pidfile::running(&config.state_dir) {
+        Some(pid) => writeln!(out, "agent:      running (pid {pid})")?,
+        None => writeln!(out, "agent:      not running")?,
+    }
+    let pins = PinDir::new(&config.pin_dir);
+    let mut links: Vec<String> = fs::read_dir(pins.links())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    links.sort();
+    if links.is_empty() {
+        writeln!(out, "attached:   nothing under {}", pins.links().display())?;
+    }
+    for name in links {
+        let what = match Attachment::from_pin_name(&name) {
+            Some(Attachment::CgroupIngress) => "cgroup_skb ingress".to_owned(),
+            Some(Attachment::CgroupEgress) => "cgroup_skb egress".to_owned(),
+            Some(Attachment::TcIngress(i)) => format!("tc ingress on {i}"),
+            Some(Attachment::TcEgress(i)) => format!("tc egress on {i}"),
+            None => format!("unknown link {name}"),
+        };
+        let state = match PinnedLink::from_pin(pins.links().join(&name)) {
+            Ok(link) => match aya::programs::links::FdLink::from(link).info() {
+                Ok(info) => format!("program {}, link {}", info.program_id(), info.id()),
+                Err(e) => format!("unreadable ({e})"),
+            },
+            Err(e) => format!("unreadable ({e})"),
+        };
+        writeln!(out, "attached:   {what:<28} {state}")?;
+    }
+    match Maps::open(&pins) {
+        Ok(maps) => {
+            let side = maps
+                .active_side()
+                .map(|s| if s == 0 { "A" } else { "B" })
+                .unwrap_or("?");
+            writeln!(out, "active:     side {side}")?;
+            for (name, keys, max) in maps.fill()? {
+                let pct = if max == 0 {
+                    0.0
+                } else {
+                    keys as f64 * 100.0 / f64::from(max)
+                };
+                writeln!(
+                    out,
+                    "map:        {name:<8} {keys:>8} / {max:<8} keys ({pct:.1} % full)"
+                )?;
+            }
+            let live = maps.read_all()?;
+            for (kind, c) in ["uid", "ip", "iface"].iter().zip(live.overflow) {
+                if !c.is_zero() {
+                    writeln!(
+                        out,
+                        "overflow:   {kind} map full: {} packets, {} bytes not yet flushed (raise [maps] {kind}_entries)",
+                        c.rx_packets + c.tx_packets,
+                        c.rx_bytes + c.tx_bytes
+                    )?;
+                }
+            }
+        }
+        Err(e) => writeln!(out, "maps:       {}", crate::error_chain(&e))?,
+    }
+    let db = config.store_path();
+    match open_store(&db) {
+        Ok(store) => {
+            let wal = db.with_extension("db-wal");
+            writeln!(
+                out,
+                "store:      {} ({} bytes, WAL {} bytes)",
+                db.display(),
+                size_of(&db),
+                size_of(&wal)
+            )?;
+            match store.last_flush()? {
+                Some(f) => {
+                    let at = jiff::Timestamp::from_millisecond(f.at_ms)?
+                        .to_zoned(config.timezone.tz.clone())
+                        .strftime("%Y-%m-%d %H:%M:%S %Z");
+                    let took = f
+                        .duration_us
+                        .map_or("--".into(), |us| format!("{:.1} ms", us as f64 / 1000.0));
+                    let cleared = if f.cleared {
+                        ""
+                    } else {
+                        " (side not yet cleared)"
+                    };
+                    writeln!(out, "last flush: #{} at {at}, took {took}{cleared}", f.seq)?;
+                }
+                None => writeln!(out, "last flush: none yet")?,
+            }
+            for t in store
+                .totals()?
+                .iter()
+                .filter(|t| t.entity.kind == crate::store::Kind::Overflow)
+            {
+                writeln!(
+                    out,
+                    "overflow:   stored for the {} map: {} bytes in {} packets",
+                    t.entity.key,
+                    t.counters.rx_bytes + t.counters.tx_bytes,
+                    t.counters.rx_packets + t.counters.tx_packets
+                )?;
+            }
+            for (at_ms, kind, detail) in store.events()?.iter().rev().take(5) {
+                let at = jiff::Timestamp::from_millisecond(*at_ms)?;
+                writeln!(out, "event:      {at} {kind}: {detail}")?;
+            }
+        }
+        Err(e) => writeln!(out, "store:      {}", crate::error_chain(&e))?,
+    }
+    out.flush()?;
+    Ok(())
+}
