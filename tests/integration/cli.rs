@@ -85,3 +85,48 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
     let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
     assert!(text.contains("agent:      not running"), "{text}");
 }
+
+/// A reader that may not read the store is told which file and which
+/// permission; a closed pipe ends a command quietly.
+#[test]
+fn permission_and_broken_pipe_errors() {
+    use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+
+    let env = Env::new("");
+    env.agent().stop();
+    let db = env.store_path();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = Command::new(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("report")
+        .uid(61501)
+        .gid(61501)
+        .output()
+        .expect("run as another user");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&db.display().to_string())
+            && err.contains("permission denied: reading the store needs read permission"),
+        "{err}"
+    );
+
+    let mut child = Command::new(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(["report", "--total"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "a broken pipe exits 0: {out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "quietly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -366,6 +366,52 @@ mod tests {
     }
 
     #[test]
+    fn every_view_names_its_first_column() {
+        let one = |view, label: &str| Report {
+            kind: Kind::Iface,
+            view,
+            rows: vec![Row {
+                label: label.into(),
+                key: None,
+                start: 0,
+                end: 300,
+                seconds: 300,
+                counters: c(300_000, 0),
+            }],
+            sum: c(300_000, 0),
+            estimated: Some(None),
+        };
+        for (view, label, header) in [
+            (View::Summary, "eth0", " interface |"),
+            (View::Total, "eth0", " interface |"),
+            (View::FiveMin, "2026-11-22 10:05", " 5 min            |"),
+            (View::FifteenMin, "2026-11-22 10:15", " 15 min           |"),
+            (View::Hourly, "2026-11-22 10:00", " hour             |"),
+            (View::Daily, "2026-11-22", " day        |"),
+            (View::Weekly, "2026-11-16", " week       |"),
+            (View::Monthly, "2026-11", " month     |"),
+            (View::Yearly, "2026", " year      |"),
+        ] {
+            let out = render(|w| table(w, &one(view, label), Units::Iec));
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(lines[0].starts_with(header), "{view:?}: {out}");
+            assert_eq!(
+                lines.len(),
+                6,
+                "{view:?}: header, rule, row, rule, SUM, estimated: {out}"
+            );
+            assert!(
+                lines[2].starts_with(&format!(" {label}")),
+                "{view:?}: {out}"
+            );
+            assert!(
+                lines[2].ends_with("| 292.97 KiB | 0 B | 292.97 KiB | 8.00 kbit/s"),
+                "{view:?}: {out}"
+            );
+        }
+    }
+
+    #[test]
     fn json_carries_exact_numbers_and_its_version() {
         let out = render(|w| json(w, &summary(Some(None))));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
