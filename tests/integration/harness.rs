@@ -570,3 +570,51 @@ pub fn add_rule(ns: &Netns, v6: bool, chain: &str, spec: &[&str], comment: &str)
     args.extend_from_slice(&["-m", "comment", "--comment", comment]);
     ns.exec(&args);
 }
+
+/// Waits for every sender, then for every receiver.
+pub fn finish_all(
+    senders: impl IntoIterator<Item = Traffic>,
+    receivers: impl IntoIterator<Item = Traffic>,
+) {
+    for s in senders {
+        s.finish();
+    }
+    for r in receivers {
+        r.finish();
+    }
+}
+
+/// The counts of one entity (zero when absent).
+pub fn count_of(counts: &Counts, kind: Kind, key: &str) -> Counters {
+    counts
+        .get(&(kind, key.to_owned()))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Asserts that the counts of address `addr` equal, exactly, the INPUT
+/// `-d` rule `rule_in` (rx) and the OUTPUT `-s` rule `rule_out` (tx) in
+/// `ns`; returns the counts.
+pub fn assert_address(
+    counts: &Counts,
+    ns: &Netns,
+    addr: &str,
+    v6: bool,
+    (rule_in, rule_out): (&str, &str),
+) -> Counters {
+    let ours = count_of(counts, Kind::Ip, addr);
+    let (pi, bi) = rule_counters(ns, v6, rule_in);
+    let (po, bo) = rule_counters(ns, v6, rule_out);
+    assert_eq!(
+        [
+            ours.rx_packets,
+            ours.rx_bytes,
+            ours.tx_packets,
+            ours.tx_bytes
+        ],
+        [pi, bi, po, bo],
+        "{addr}: trafmon [rx p, rx B, tx p, tx B] vs INPUT -d / OUTPUT -s rules in {}",
+        ns.name
+    );
+    ours
+}

@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env};
+use crate::harness::{As, Env, finish_all};
 
 #[test]
 fn interface_counters_equal_the_kernels() {
@@ -36,12 +36,7 @@ fn interface_counters_equal_the_kernels() {
         env.traffic(in_b, &["udp-send", "2001:db8::1", "5003", "1200", "40"]),
         env.traffic(in_a, &["udp-send", "192.0.2.100", "5004", "333", "30"]),
     ];
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
 
     agent.stop();
     let key = (Kind::Iface, env.va.clone());

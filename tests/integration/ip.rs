@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_rule, assert_address, finish_all};
 
 /// The three addresses form one group.
 const GROUPS: &str = "[groups]\ncust = [\"192.0.2.1\", \"192.0.2.2/32\", \"2001:db8::1/128\"]\n";
@@ -60,32 +60,13 @@ fn per_ip_equals_iptables_address_rules() {
     back.wait_listening();
     senders.push(env.traffic(root_a, &["udp-send", "192.0.2.100", "8200", "600", "10"]));
     receivers.push(back);
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
     let counts = env.counts(GROUPS);
     for (i, (addr, v6)) in addrs.iter().enumerate() {
-        let ours = counts
-            .get(&(Kind::Ip, (*addr).to_string()))
-            .copied()
-            .unwrap_or_default();
-        let (pi, bi) = rule_counters(&env.a, *v6, &format!("tm-in-{i}"));
-        let (po, bo) = rule_counters(&env.a, *v6, &format!("tm-out-{i}"));
-        assert_eq!(
-            [
-                ours.rx_packets,
-                ours.rx_bytes,
-                ours.tx_packets,
-                ours.tx_bytes
-            ],
-            [pi, bi, po, bo],
-            "{addr}: trafmon [rx p, rx B, tx p, tx B] vs INPUT -d / OUTPUT -s rules"
-        );
+        let rules = (&*format!("tm-in-{i}"), &*format!("tm-out-{i}"));
+        let ours = assert_address(&counts, &env.a, addr, *v6, rules);
         assert!(ours.rx_bytes > 150_000, "{addr} received traffic");
     }
     let mut sum = trafmon_common::Counters::ZERO;

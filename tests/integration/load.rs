@@ -4,7 +4,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Counts, Env, Traffic, add_rule, rule_counters};
+use crate::harness::{As, Counts, Env, Traffic, add_rule, assert_address, rule_counters};
 
 const UIDS: [u32; 3] = [61101, 61102, 61103];
 const ADDRS: [(&str, bool); 2] = [("192.0.2.1", false), ("2001:db8::1", true)];
@@ -98,21 +98,7 @@ pub fn check(env: &Env, counts: &Counts) {
         assert!(ours.tx_bytes > 1_000_000, "uid {uid} sent traffic");
     }
     for (i, (addr, v6)) in ADDRS.iter().enumerate() {
-        let ours = counts
-            .get(&(Kind::Ip, (*addr).to_string()))
-            .copied()
-            .unwrap_or_default();
-        let (pi, bi) = rule_counters(&env.a, *v6, &format!("tm-in-{i}"));
-        let (po, bo) = rule_counters(&env.a, *v6, &format!("tm-out-{i}"));
-        assert_eq!(
-            [
-                ours.rx_packets,
-                ours.rx_bytes,
-                ours.tx_packets,
-                ours.tx_bytes
-            ],
-            [pi, bi, po, bo],
-            "{addr}: stored [rx p, rx B, tx p, tx B] vs INPUT -d / OUTPUT -s rules"
-        );
+        let rules = (&*format!("tm-in-{i}"), &*format!("tm-out-{i}"));
+        assert_address(counts, &env.a, addr, *v6, rules);
     }
 }

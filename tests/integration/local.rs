@@ -3,7 +3,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_rule, assert_address, finish_all};
 
 /// `a` is the host with trafmon on its veth; `b` is a guest that owns
 /// 198.51.100.7 and 2001:db8:7::7, routed through the veth. With the
@@ -108,32 +108,15 @@ fn the_guests_address_is_the_key_in_both_directions() {
         env.traffic(vm, &["tcp-send", "2001:db8::1", "9502", "180000"]),
         env.traffic(vm, &["udp-send", "192.0.2.1", "9503", "700", "20"]),
     ];
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
     let counts = env.counts("");
     for (i, (addr, v6)) in guest.iter().enumerate() {
-        let ours = counts
-            .get(&(Kind::Ip, (*addr).to_string()))
-            .copied()
-            .unwrap_or_default();
-        let (pi, bi) = rule_counters(&env.b, *v6, &format!("tm-guest-in-{i}"));
-        let (po, bo) = rule_counters(&env.b, *v6, &format!("tm-guest-out-{i}"));
-        assert_eq!(
-            [
-                ours.rx_packets,
-                ours.rx_bytes,
-                ours.tx_packets,
-                ours.tx_bytes
-            ],
-            [pi, bi, po, bo],
-            "{addr}: trafmon on the host's veth vs the guest's INPUT -d / OUTPUT -s rules"
-        );
+        // The host's veth sees the guest's packets; the guest's own rules
+        // count the same packets.
+        let rules = (&*format!("tm-guest-in-{i}"), &*format!("tm-guest-out-{i}"));
+        let ours = assert_address(&counts, &env.b, addr, *v6, rules);
         assert!(
             ours.rx_bytes > 20_000 && ours.tx_bytes > 14_000,
             "{addr} both ways: {ours:?}"

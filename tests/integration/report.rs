@@ -1,7 +1,7 @@
 //! `trafmon report` end to end: three UIDs send known traffic; the JSON
 //! per-user totals equal iptables, and the table shows the same numbers.
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_rule, finish_all, rule_counters};
 
 const UIDS: [u32; 3] = [61201, 61202, 61203];
 
@@ -42,12 +42,7 @@ fn report_json_and_table_equal_iptables() {
             &["tcp-send", "192.0.2.100", &port, &bytes],
         ));
     }
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
     agent.stop();
 
     let out = env.trafmon(&["report", "--json"]);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_rule, finish_all, rule_counters};
 
 const UIDS: [u32; 3] = [61001, 61002, 61003];
 
@@ -102,12 +102,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
             ],
         ));
     }
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
     let counts = env.counts("");
@@ -221,12 +216,7 @@ fn per_uid_ingress_equals_iptables_port_rules() {
             ],
         ));
     }
-    for s in senders {
-        s.finish();
-    }
-    for r in receivers {
-        r.finish();
-    }
+    finish_all(senders, receivers);
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
     let counts = env.counts("");
