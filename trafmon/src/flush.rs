@@ -91,11 +91,6 @@ impl Collector {
         &self.store
     }
 
-    /// The maps.
-    pub fn maps(&self) -> &Maps {
-        &self.maps
-    }
-
     /// Finishes what the last flush record says was left undone, before
     /// anything else. `maps_survived` is false when the pinned maps had to
     /// be recreated (a reboot): their old content is gone, nothing to clear.
@@ -146,22 +141,17 @@ impl Collector {
     /// Commits and clears whatever an earlier flush left undone. On error
     /// the work stays outstanding.
     fn finish_outstanding(&mut self, started: Instant) -> Result<(), FlushError> {
+        // Each step leaves `outstanding` as it was when it fails.
         loop {
-            match self.outstanding.take() {
+            match &self.outstanding {
                 None => return Ok(()),
                 Some(Outstanding::Commit(commit)) => {
-                    if let Err(e) = self.store.commit(&commit, &self.calendar) {
-                        self.outstanding = Some(Outstanding::Commit(commit));
-                        return Err(e.into());
-                    }
-                    self.fault(Step::Commit);
-                    self.outstanding = Some(Outstanding::Clear {
-                        seq: commit.seq,
-                        side: commit.side,
-                    });
-                }
-                Some(Outstanding::Clear { seq, side }) => {
+                    self.store.commit(commit, &self.calendar)?;
+                    let (seq, side) = (commit.seq, commit.side);
                     self.outstanding = Some(Outstanding::Clear { seq, side });
+                    self.fault(Step::Commit);
+                }
+                &Some(Outstanding::Clear { seq, side }) => {
                     self.maps.clear_side(side)?;
                     self.fault(Step::Clear);
                     let us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -239,10 +229,5 @@ impl Collector {
                 tracing::warn!(table = res.table(), error = %e, "cannot apply retention");
             }
         }
-    }
-
-    /// True when a failed commit or clear waits for the next flush.
-    pub fn has_outstanding(&self) -> bool {
-        self.outstanding.is_some()
     }
 }

@@ -189,44 +189,22 @@ impl Installed {
     /// Writes the local networks into the pinned tries and tells the
     /// programs whether to consult them.
     fn set_local_networks(&mut self, nets: &[Cidr]) -> Result<(), LoaderError> {
-        let map_err = |source| LoaderError::LocalNetworks { source };
-        let mut v4 =
-            LpmTrie::<_, [u8; 4], u8>::try_from(self.map_mut(common::LOCAL4)?).map_err(map_err)?;
-        let old: Vec<_> = v4.keys().collect::<Result<_, _>>().map_err(map_err)?;
-        for key in old {
-            v4.remove(&key).map_err(map_err)?;
-        }
-        for net in nets {
-            if let IpNet::V4(n) = net.0 {
-                v4.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    1,
-                    0,
-                )
-                .map_err(map_err)?;
-            }
-        }
-        let mut v6 =
-            LpmTrie::<_, [u8; 16], u8>::try_from(self.map_mut(common::LOCAL6)?).map_err(map_err)?;
-        let old: Vec<_> = v6.keys().collect::<Result<_, _>>().map_err(map_err)?;
-        for key in old {
-            v6.remove(&key).map_err(map_err)?;
-        }
-        for net in nets {
-            if let IpNet::V6(n) = net.0 {
-                v6.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    1,
-                    0,
-                )
-                .map_err(map_err)?;
-            }
-        }
+        let v4 = nets.iter().filter_map(|n| match n.0 {
+            IpNet::V4(n) => Some(Key::new(u32::from(n.prefix_len()), n.network().octets())),
+            IpNet::V6(_) => None,
+        });
+        replace_trie(self.map_mut(common::LOCAL4)?, v4)?;
+        let v6 = nets.iter().filter_map(|n| match n.0 {
+            IpNet::V6(n) => Some(Key::new(u32::from(n.prefix_len()), n.network().octets())),
+            IpNet::V4(_) => None,
+        });
+        replace_trie(self.map_mut(common::LOCAL6)?, v6)?;
         let flags = if nets.is_empty() {
             0
         } else {
             common::SETTING_LOCAL_NETWORKS
         };
+        let map_err = |source| LoaderError::LocalNetworks { source };
         let mut settings =
             Array::<_, u32>::try_from(self.map_mut(common::SETTINGS)?).map_err(map_err)?;
         settings.set(0, flags, 0).map_err(map_err)
@@ -407,6 +385,23 @@ impl Installed {
         })?;
         pin(fd, &path, &what)
     }
+}
+
+/// Makes the local-network trie `map` hold exactly `keys`.
+fn replace_trie<const N: usize>(
+    map: &mut aya::maps::Map,
+    keys: impl Iterator<Item = Key<[u8; N]>>,
+) -> Result<(), LoaderError> {
+    let map_err = |source| LoaderError::LocalNetworks { source };
+    let mut trie = LpmTrie::<_, [u8; N], u8>::try_from(map).map_err(map_err)?;
+    let old: Vec<_> = trie.keys().collect::<Result<_, _>>().map_err(map_err)?;
+    for key in old {
+        trie.remove(&key).map_err(map_err)?;
+    }
+    for key in keys {
+        trie.insert(&key, 1, 0).map_err(map_err)?;
+    }
+    Ok(())
 }
 
 fn pin(fd: FdLink, path: &Path, what: &str) -> Result<(), LoaderError> {

@@ -269,14 +269,7 @@ impl Store {
             } else {
                 OpenFlags::empty()
             };
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-            path: path.into(),
-            source,
-        })?;
-        let store = Self {
-            conn,
-            path: path.into(),
-        };
+        let store = Self::connect(path, flags)?;
         if is_new {
             store.create()?;
         } else {
@@ -289,18 +282,10 @@ impl Store {
 
     /// Opens an existing store for reading only (the CLI).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
+        let store = Self::connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.into(),
-            source,
-        })?;
-        let store = Self {
-            conn,
-            path: path.into(),
-        };
+        )?;
         store.check_version()?;
         store
             .conn
@@ -309,9 +294,15 @@ impl Store {
         Ok(store)
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        Ok(Self {
+            conn,
+            path: path.into(),
+        })
     }
 
     fn sql(&self, what: &'static str, source: rusqlite::Error) -> StoreError {

@@ -114,7 +114,7 @@ fn terminal_height() -> usize {
 
 /// Runs `trafmon top`.
 pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
-    if !(args.interval > 0.0) {
+    if args.interval.is_nan() || args.interval <= 0.0 {
         anyhow::bail!("--interval {}: must be positive", args.interval);
     }
     let store = open_store(&config.store_path())?;

@@ -3,7 +3,7 @@
 
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::{cmp::Reverse, collections::BTreeMap};
 
 use jiff::{Timestamp, ToSpan as _, civil::Date};
 use trafmon_common::Counters;
@@ -121,6 +121,9 @@ pub struct Row {
     pub counters: Counters,
 }
 
+/// A period in progress: (start, end) in Unix seconds.
+type Period = (i64, i64);
+
 /// The estimate for the period in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Estimate {
@@ -171,7 +174,7 @@ impl Query {
         now: Timestamp,
     ) -> Result<Report, ReportError> {
         let now_s = now.as_second();
-        let (rows, estimated) = if self.view.per_entity() {
+        let (rows, running) = if self.view.per_entity() {
             self.entity_rows(store, cal, now)?
         } else {
             self.time_rows(store, cal, now_s)?
@@ -186,11 +189,7 @@ impl Query {
             Some(last) if !self.view.per_entity() => last.counters,
             _ => sum,
         };
-        let estimated = match estimated {
-            Some(Some((start, end))) => Some(estimate(&basis, start, end, now_s)),
-            Some(None) => Some(None),
-            None => None,
-        };
+        let estimated = running.map(|(start, end)| estimate(&basis, start, end, now_s));
         Ok(Report {
             kind: self.kind,
             view: self.view,
@@ -210,12 +209,12 @@ impl Query {
         store: &Store,
         cal: &Calendar,
         now: Timestamp,
-    ) -> Result<(Vec<Row>, Option<Option<(i64, i64)>>), ReportError> {
+    ) -> Result<(Vec<Row>, Option<Period>), ReportError> {
         let now_s = now.as_second();
         let (from, to, running) = if self.view == View::Summary {
             let start = cal.bucket(Resolution::Month, now)?;
             let end = cal.next_period(start)?;
-            (start, end, Some(Some((start, end))))
+            (start, end, Some((start, end)))
         } else {
             (i64::MIN, i64::MAX, None)
         };
@@ -237,9 +236,9 @@ impl Query {
             })
             .collect();
         match self.sort {
-            Sort::Total => rows.sort_by(|a, b| total(&b.counters).cmp(&total(&a.counters))),
-            Sort::Rx => rows.sort_by(|a, b| b.counters.rx_bytes.cmp(&a.counters.rx_bytes)),
-            Sort::Tx => rows.sort_by(|a, b| b.counters.tx_bytes.cmp(&a.counters.tx_bytes)),
+            Sort::Total => rows.sort_by_key(|r| Reverse(total(&r.counters))),
+            Sort::Rx => rows.sort_by_key(|r| Reverse(r.counters.rx_bytes)),
+            Sort::Tx => rows.sort_by_key(|r| Reverse(r.counters.tx_bytes)),
             Sort::Name => rows.sort_by(|a, b| a.label.cmp(&b.label)),
         }
         if let Some(n) = self.top {
@@ -255,7 +254,7 @@ impl Query {
         store: &Store,
         cal: &Calendar,
         now: i64,
-    ) -> Result<(Vec<Row>, Option<Option<(i64, i64)>>), ReportError> {
+    ) -> Result<(Vec<Row>, Option<Period>), ReportError> {
         let res = match self.view {
             View::FiveMin | View::FifteenMin => Resolution::FiveMin,
             View::Hourly => Resolution::Hour,
@@ -302,7 +301,7 @@ impl Query {
         let running = rows
             .last()
             .filter(|r| r.start <= now && now < r.end)
-            .map(|r| Some((r.start, r.end)));
+            .map(|r| (r.start, r.end));
         Ok((rows, running))
     }
 
