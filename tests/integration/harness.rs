@@ -618,3 +618,42 @@ pub fn assert_address(
     );
     ours
 }
+
+/// Adds OUTPUT `--uid-owner` rules for `uid` to iptables and, with `v6`,
+/// to ip6tables.
+pub fn add_owner_rules(ns: &Netns, uid: u32, v6: bool) {
+    let u = uid.to_string();
+    for family in [false, true].into_iter().take(if v6 { 2 } else { 1 }) {
+        add_rule(
+            ns,
+            family,
+            "OUTPUT",
+            &["-m", "owner", "--uid-owner", &u],
+            &format!("tm-uid-{uid}"),
+        );
+    }
+}
+
+/// What the owner rules of `uid` counted: (packets, bytes), over IPv4 and,
+/// with `v6`, IPv6.
+pub fn owner_counters(ns: &Netns, uid: u32, v6: bool) -> (u64, u64) {
+    let (mut packets, mut bytes) = rule_counters(ns, false, &format!("tm-uid-{uid}"));
+    if v6 {
+        let (p, b) = rule_counters(ns, true, &format!("tm-uid-{uid}"));
+        packets += p;
+        bytes += b;
+    }
+    (packets, bytes)
+}
+
+/// Asserts that the tx of `uid` equals its owner rules exactly; returns
+/// its counts.
+pub fn assert_uid_tx(counts: &Counts, ns: &Netns, uid: u32, v6: bool) -> Counters {
+    let ours = count_of(counts, Kind::Uid, &uid.to_string());
+    assert_eq!(
+        (ours.tx_packets, ours.tx_bytes),
+        owner_counters(ns, uid, v6),
+        "uid {uid}: trafmon tx (packets, bytes) vs --uid-owner rules"
+    );
+    ours
+}

@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, rule_counters, sh};
+use crate::harness::{As, Env, add_owner_rules, owner_counters, sh};
 
 #[test]
 fn counting_survives_a_killed_agent() {
@@ -12,13 +12,7 @@ fn counting_survives_a_killed_agent() {
     let status = agent.kill(libc::SIGKILL);
     assert!(!status.success(), "the agent was killed");
 
-    add_rule(
-        &env.a,
-        false,
-        "OUTPUT",
-        &["-m", "owner", "--uid-owner", "61030"],
-        "tm-uid-61030",
-    );
+    add_owner_rules(&env.a, 61030, false);
     let receiver = env.traffic(
         As {
             ns: &env.b,
@@ -42,7 +36,7 @@ fn counting_survives_a_killed_agent() {
     assert_eq!(sent, 50_000);
 
     env.agent().stop();
-    let (packets, bytes) = rule_counters(&env.a, false, "tm-uid-61030");
+    let (packets, bytes) = owner_counters(&env.a, 61030, false);
     let ours = env
         .stored()
         .get(&(Kind::Uid, "61030".into()))
@@ -124,13 +118,7 @@ fn vanished_maps_are_recreated_and_recorded() {
     );
     let agent = env.agent();
     env.up(&[]);
-    add_rule(
-        &env.a,
-        false,
-        "OUTPUT",
-        &["-m", "owner", "--uid-owner", "61040"],
-        "tm-uid-61040",
-    );
+    add_owner_rules(&env.a, 61040, false);
     let receiver = env.traffic(
         As {
             ns: &env.b,
@@ -160,6 +148,6 @@ fn vanished_maps_are_recreated_and_recorded() {
     let ours = env.stored()[&(Kind::Uid, "61040".into())];
     assert_eq!(
         (ours.tx_packets, ours.tx_bytes),
-        rule_counters(&env.a, false, "tm-uid-61040")
+        owner_counters(&env.a, 61040, false)
     );
 }

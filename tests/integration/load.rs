@@ -2,9 +2,9 @@
 //! and TCP over IPv6 for a given time, paced, with iptables rules that count
 //! the same packets per UID and per address.
 
-use trafmon::store::Kind;
-
-use crate::harness::{As, Counts, Env, Traffic, add_rule, assert_address, rule_counters};
+use crate::harness::{
+    As, Counts, Env, Traffic, add_owner_rules, add_rule, assert_address, assert_uid_tx,
+};
 
 const UIDS: [u32; 3] = [61101, 61102, 61103];
 const ADDRS: [(&str, bool); 2] = [("192.0.2.1", false), ("2001:db8::1", true)];
@@ -19,16 +19,7 @@ impl Load {
     /// Adds the ground-truth rules and starts sending for `seconds`.
     pub fn start(env: &Env, seconds: u32) -> Self {
         for uid in UIDS {
-            for v6 in [false, true] {
-                let u = uid.to_string();
-                add_rule(
-                    &env.a,
-                    v6,
-                    "OUTPUT",
-                    &["-m", "owner", "--uid-owner", &u],
-                    &format!("tm-uid-{uid}"),
-                );
-            }
+            add_owner_rules(&env.a, uid, true);
         }
         for (i, (addr, v6)) in ADDRS.iter().enumerate() {
             add_rule(&env.a, *v6, "INPUT", &["-d", addr], &format!("tm-in-{i}"));
@@ -84,17 +75,7 @@ impl Load {
 /// rx and tx.
 pub fn check(env: &Env, counts: &Counts) {
     for uid in UIDS {
-        let (p4, b4) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
-        let (p6, b6) = rule_counters(&env.a, true, &format!("tm-uid-{uid}"));
-        let ours = counts
-            .get(&(Kind::Uid, uid.to_string()))
-            .copied()
-            .unwrap_or_default();
-        assert_eq!(
-            (ours.tx_packets, ours.tx_bytes),
-            (p4 + p6, b4 + b6),
-            "uid {uid}: stored tx (packets, bytes) vs --uid-owner rules"
-        );
+        let ours = assert_uid_tx(counts, &env.a, uid, true);
         assert!(ours.tx_bytes > 1_000_000, "uid {uid} sent traffic");
     }
     for (i, (addr, v6)) in ADDRS.iter().enumerate() {

@@ -3,7 +3,7 @@
 use trafmon::store::Kind;
 use trafmon_common::Counters;
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_owner_rules, owner_counters};
 
 #[test]
 fn a_full_map_counts_overflow_and_loses_nothing() {
@@ -12,14 +12,7 @@ fn a_full_map_counts_overflow_and_loses_nothing() {
     env.up(&[]);
     let uids: Vec<u32> = (61011..61021).collect();
     for uid in &uids {
-        let u = uid.to_string();
-        add_rule(
-            &env.a,
-            false,
-            "OUTPUT",
-            &["-m", "owner", "--uid-owner", &u],
-            &format!("tm-uid-{uid}"),
-        );
+        add_owner_rules(&env.a, *uid, false);
     }
     let receiver = env.traffic(
         As {
@@ -56,7 +49,7 @@ fn a_full_map_counts_overflow_and_loses_nothing() {
         .collect();
     let (mut packets, mut bytes) = (0, 0);
     for uid in &uids {
-        let (p, b) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        let (p, b) = owner_counters(&env.a, *uid, false);
         packets += p;
         bytes += b;
     }

@@ -1,7 +1,7 @@
 //! `trafmon report` end to end: three UIDs send known traffic; the JSON
 //! per-user totals equal iptables, and the table shows the same numbers.
 
-use crate::harness::{As, Env, add_rule, finish_all, rule_counters};
+use crate::harness::{As, Env, add_owner_rules, finish_all, owner_counters};
 
 const UIDS: [u32; 3] = [61201, 61202, 61203];
 
@@ -11,14 +11,7 @@ fn report_json_and_table_equal_iptables() {
     let agent = env.agent();
     env.up(&[]);
     for uid in UIDS {
-        let u = uid.to_string();
-        add_rule(
-            &env.a,
-            false,
-            "OUTPUT",
-            &["-m", "owner", "--uid-owner", &u],
-            &format!("tm-uid-{uid}"),
-        );
+        add_owner_rules(&env.a, uid, false);
     }
     let root_b = As {
         ns: &env.b,
@@ -57,12 +50,12 @@ fn report_json_and_table_equal_iptables() {
     assert!(table.status.success());
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     for uid in UIDS {
-        let (packets, bytes) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
+        let (packets, bytes) = owner_counters(&env.a, uid, false);
         let row = json["rows"]
             .as_array()
             .expect("rows")
             .iter()
-            .find(|r| r["key"] == uid.to_string())
+            .find(|r| r["key"].as_str() == Some(uid.to_string().as_str()))
             .unwrap_or_else(|| panic!("uid {uid} in the report: {json}"));
         assert_eq!(
             (row["tx_packets"].as_u64(), row["tx_bytes"].as_u64()),

@@ -1,7 +1,7 @@
 //! `trafmon stats --reset --as NAME`: a caller sees only the traffic since
 //! its last reset; other callers and the report keep the full totals.
 
-use crate::harness::{As, Env, add_rule, rule_counters};
+use crate::harness::{As, Env, add_owner_rules, owner_counters};
 
 fn send(env: &Env, port: &str, count: &str) {
     let receiver = env.traffic(
@@ -49,16 +49,10 @@ fn reset_shows_only_the_traffic_since_the_callers_last_reset() {
     let env = Env::new("");
     let agent = env.agent();
     env.up(&[]);
-    add_rule(
-        &env.a,
-        false,
-        "OUTPUT",
-        &["-m", "owner", "--uid-owner", "61301"],
-        "tm-uid-61301",
-    );
+    add_owner_rules(&env.a, 61301, false);
     send(&env, "9800", "20");
     agent.stop();
-    let (_, first) = rule_counters(&env.a, false, "tm-uid-61301");
+    let (_, first) = owner_counters(&env.a, 61301, false);
     assert_eq!(
         uplink(&env, &["--reset", "--as", "a"]),
         first,
@@ -68,7 +62,7 @@ fn reset_shows_only_the_traffic_since_the_callers_last_reset() {
     let agent = env.agent();
     send(&env, "9801", "7");
     agent.stop();
-    let (_, second) = rule_counters(&env.a, false, "tm-uid-61301");
+    let (_, second) = owner_counters(&env.a, 61301, false);
     assert_eq!(
         uplink(&env, &["--reset", "--as", "a"]),
         second - first,

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, finish_all, rule_counters};
+use crate::harness::{
+    As, Env, add_owner_rules, add_rule, assert_uid_tx, finish_all, rule_counters,
+};
 
 const UIDS: [u32; 3] = [61001, 61002, 61003];
 
@@ -16,16 +18,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
     let agent = env.agent();
     env.up(&[]);
     for uid in UIDS {
-        for v6 in [false, true] {
-            let u = uid.to_string();
-            add_rule(
-                &env.a,
-                v6,
-                "OUTPUT",
-                &["-m", "owner", "--uid-owner", &u],
-                &format!("tm-uid-{uid}"),
-            );
-        }
+        add_owner_rules(&env.a, uid, true);
     }
     let root_b = As {
         ns: &env.b,
@@ -107,17 +100,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
     agent.stop();
     let counts = env.counts("");
     for uid in UIDS {
-        let (p4, b4) = rule_counters(&env.a, false, &format!("tm-uid-{uid}"));
-        let (p6, b6) = rule_counters(&env.a, true, &format!("tm-uid-{uid}"));
-        let ours = counts
-            .get(&(Kind::Uid, uid.to_string()))
-            .copied()
-            .unwrap_or_default();
-        assert_eq!(
-            (ours.tx_packets, ours.tx_bytes),
-            (p4 + p6, b4 + b6),
-            "uid {uid}: trafmon tx (packets, bytes) vs iptables+ip6tables --uid-owner"
-        );
+        let ours = assert_uid_tx(&counts, &env.a, uid, true);
         assert!(ours.tx_bytes > 100_000, "uid {uid} sent traffic");
     }
 }
