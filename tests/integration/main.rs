@@ -12,6 +12,7 @@ mod lifecycle;
 mod load;
 mod local;
 mod overflow;
+mod quota;
 mod report;
 mod stats;
 mod uid;

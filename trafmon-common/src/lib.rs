@@ -118,14 +118,85 @@ pub const LOCAL4: &str = "LOCAL4";
 /// LPM trie of local IPv6 networks (key: prefix length + 16 address bytes).
 pub const LOCAL6: &str = "LOCAL6";
 
+/// Array of [`Enforcement`] slots, one per enforcing quota, indexed by slot.
+pub const ENFORCE: &str = "ENFORCE";
+/// Hash map from UID to the slot in [`ENFORCE`] that applies to it.
+pub const ENFORCE_UID: &str = "ENFORCE_UID";
+/// LPM trie from IPv4 networks to the slot in [`ENFORCE`] that applies.
+pub const ENFORCE4: &str = "ENFORCE4";
+/// LPM trie from IPv6 networks to the slot in [`ENFORCE`] that applies.
+pub const ENFORCE6: &str = "ENFORCE6";
+
 /// Every pinned map, in a fixed order.
-pub const MAP_NAMES: [&str; 11] = [
-    UID_A, UID_B, IP_A, IP_B, IFACE_A, IFACE_B, SELECTOR, OVERFLOW, SETTINGS, LOCAL4, LOCAL6,
+pub const MAP_NAMES: [&str; 15] = [
+    UID_A,
+    UID_B,
+    IP_A,
+    IP_B,
+    IFACE_A,
+    IFACE_B,
+    SELECTOR,
+    OVERFLOW,
+    SETTINGS,
+    LOCAL4,
+    LOCAL6,
+    ENFORCE,
+    ENFORCE_UID,
+    ENFORCE4,
+    ENFORCE6,
 ];
 
 /// Flag in [`SETTINGS`]: local networks are configured, so the tc programs
 /// consult [`LOCAL4`]/[`LOCAL6`] to pick the address that is ours.
 pub const SETTING_LOCAL_NETWORKS: u32 = 1;
+/// Flag in [`SETTINGS`]: [`ENFORCE_UID`] has entries, so cgroup_skb
+/// programs look the UID up there. Without it they skip the lookup.
+pub const SETTING_ENFORCE_UID: u32 = 2;
+/// Flag in [`SETTINGS`]: [`ENFORCE4`] or [`ENFORCE6`] has entries.
+pub const SETTING_ENFORCE_IP: u32 = 4;
+
+/// Slots of [`ENFORCE`]: at most this many quotas throttle or block at once.
+pub const ENFORCE_SLOTS: u32 = 1024;
+/// Max entries of [`ENFORCE_UID`].
+pub const ENFORCE_UID_ENTRIES: u32 = 4096;
+/// Max entries of each of [`ENFORCE4`] and [`ENFORCE6`].
+pub const ENFORCE_NET_ENTRIES: u32 = 4096;
+
+/// [`Enforcement::action`]: the slot is unused; packets pass.
+pub const ACTION_NONE: u32 = 0;
+/// [`Enforcement::action`]: hold each direction to [`Enforcement::rate`].
+pub const ACTION_THROTTLE: u32 = 1;
+/// [`Enforcement::action`]: drop every packet.
+pub const ACTION_BLOCK: u32 = 2;
+
+/// What the programs do to the packets of one enforcing quota.
+///
+/// Throttling is a policer in the GCRA form of a token bucket, one per
+/// direction: `tat` is the theoretical arrival time (kernel ns) at which the
+/// bucket is empty again. A packet of `len` bytes moves it on by
+/// `len * 1e9 / rate` ns; a packet that would move it more than `burst_ns`
+/// past now is dropped. Only the agent writes the whole value; the programs
+/// only move `tat` and the drop counters, with atomic adds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Enforcement {
+    /// [`ACTION_NONE`], [`ACTION_THROTTLE`] or [`ACTION_BLOCK`].
+    pub action: u32,
+    /// Zero.
+    pub _pad: u32,
+    /// Bytes per second in each direction (throttle).
+    pub rate: u64,
+    /// How far ahead of now the bucket may run, in ns (the burst).
+    pub burst_ns: u64,
+    /// Theoretical arrival time of the rx and tx buckets, kernel ns.
+    pub tat: [u64; 2],
+    /// Packets dropped.
+    pub dropped_packets: u64,
+    /// Bytes dropped.
+    pub dropped_bytes: u64,
+}
+const _: () = assert!(size_of::<Enforcement>() == 56);
+
 /// Max entries of each local network trie.
 pub const LOCAL_NETWORK_ENTRIES: u32 = 1024;
 
@@ -146,4 +217,6 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::IpKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Enforcement {}
 }

@@ -20,7 +20,7 @@ pub enum Dir {
 /// plain load and store, which would lose that packet. `AtomicU64` does not
 /// compile for bpfel-unknown-none with this toolchain, hence inline asm.
 #[inline(always)]
-fn atomic_add(p: *mut u64, v: u64) {
+pub fn atomic_add(p: *mut u64, v: u64) {
     // SAFETY: `p` points into a map value returned by the kernel (or a
     // stack value); the instruction is the kernel's own atomic add.
     unsafe {

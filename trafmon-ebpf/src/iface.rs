@@ -5,6 +5,7 @@ use trafmon_common::{FAMILY_IPV4, FAMILY_IPV6, IpKey, KIND_IFACE, KIND_IP};
 
 use crate::{
     count::{Dir, count},
+    enforce::{self, Verdict},
     maps::{IFACE_A, IFACE_B, IP_A, IP_B, LOCAL4, LOCAL6, local_networks, side},
 };
 
@@ -12,27 +13,41 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 
 /// Counts the packet for its interface (the whole frame, as the interface's
-/// own statistics do) and for the IP address on our side (the IP length).
+/// own statistics do) and for the IP address on our side (the IP length),
+/// and returns what a quota on that address says.
+///
+/// A packet that a quota drops is not counted for its address. For the
+/// interface it is counted on ingress (the interface did receive it, and its
+/// own counters include it) but not on egress (it never reaches the device).
 #[inline(always)]
-pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Result<(), i64> {
+pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
     let side = side();
     let frame_len = ctx.len();
-    // SAFETY: the context pointer is valid for the program's run.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let ifaces = if side == 0 { &IFACE_A } else { &IFACE_B };
-    count(
-        ifaces,
-        &ifindex,
-        dir,
-        u64::from(frame_len),
-        side,
-        KIND_IFACE,
-    );
-
-    let (key, ip_dir, ip_len) = ip_key(ctx, dir, l2_len, frame_len)?;
-    let ips = if side == 0 { &IP_A } else { &IP_B };
-    count(ips, &key, ip_dir, u64::from(ip_len), side, KIND_IP);
-    Ok(())
+    let verdict = match ip_key(ctx, dir, l2_len, frame_len) {
+        Ok((key, ip_dir, ip_len)) => {
+            let verdict = enforce::ip(&key, ip_dir, u64::from(ip_len));
+            if verdict != Verdict::Drop {
+                let ips = if side == 0 { &IP_A } else { &IP_B };
+                count(ips, &key, ip_dir, u64::from(ip_len), side, KIND_IP);
+            }
+            verdict
+        }
+        Err(_) => Verdict::Pass,
+    };
+    if verdict != Verdict::Drop || matches!(dir, Dir::Rx) {
+        // SAFETY: the context pointer is valid for the program's run.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let ifaces = if side == 0 { &IFACE_A } else { &IFACE_B };
+        count(
+            ifaces,
+            &ifindex,
+            dir,
+            u64::from(frame_len),
+            side,
+            KIND_IFACE,
+        );
+    }
+    verdict
 }
 
 /// Which address of the packet is ours.

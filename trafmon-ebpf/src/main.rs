@@ -1,69 +1,88 @@
 //! trafmon's eBPF programs. Entry points are thin: they call a `try_*`
-//! function and always let the packet pass; trafmon only counts.
+//! function and let the packet pass, unless the quota engine asked for
+//! enforcement of its key.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
 
 mod count;
+mod enforce;
 mod iface;
 mod maps;
 mod uid;
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
     macros::{cgroup_skb, classifier},
     programs::{SkBuffContext, TcContext},
 };
 use trafmon_common::ETH_HLEN;
 
-use crate::count::Dir;
+use crate::{count::Dir, enforce::Verdict};
 
-/// cgroup_skb verdict that lets the packet through.
-const CGROUP_SKB_PASS: i32 = 1;
+/// cgroup_skb ingress verdict: 1 passes, 0 drops.
+fn ingress_verdict(v: Verdict) -> i32 {
+    match v {
+        Verdict::Pass | Verdict::Slow => 1,
+        Verdict::Drop => 0,
+    }
+}
+
+/// cgroup_skb egress verdict: bit 0 passes, bit 1 tells the local sender of
+/// congestion (TCP then enters CWR and reduces its window instead of
+/// waiting for losses), as the kernel's own host bandwidth manager does.
+fn egress_verdict(v: Verdict) -> i32 {
+    match v {
+        Verdict::Pass => 1,
+        Verdict::Slow => 3,
+        Verdict::Drop => 2,
+    }
+}
 
 /// Counts packets delivered to sockets of the cgroup, per socket UID.
 #[cgroup_skb(ingress)]
 pub fn cgroup_ingress(ctx: SkBuffContext) -> i32 {
-    uid::try_count(&ctx, Dir::Rx);
-    CGROUP_SKB_PASS
+    ingress_verdict(uid::try_count(&ctx, Dir::Rx))
 }
 
 /// Counts packets sent by sockets of the cgroup, per socket UID.
 #[cgroup_skb(egress)]
 pub fn cgroup_egress(ctx: SkBuffContext) -> i32 {
-    uid::try_count(&ctx, Dir::Tx);
-    CGROUP_SKB_PASS
+    egress_verdict(uid::try_count(&ctx, Dir::Tx))
 }
 
 // tc programs return TC_ACT_UNSPEC (TCX_NEXT): pass the packet on to the next
-// program of the chain, so trafmon never changes what other programs decide.
+// program of the chain, so trafmon never changes what other programs decide;
+// only a packet that a quota drops gets TC_ACT_SHOT.
+fn tc_verdict(v: Verdict) -> i32 {
+    match v {
+        Verdict::Pass | Verdict::Slow => TC_ACT_UNSPEC,
+        Verdict::Drop => TC_ACT_SHOT as i32,
+    }
+}
 
 /// Counts packets arriving on an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_ingress(ctx: TcContext) -> i32 {
-    let _ = iface::try_count(&ctx, Dir::Rx, ETH_HLEN);
-    TC_ACT_UNSPEC
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN))
 }
 
 /// Counts packets leaving an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_egress(ctx: TcContext) -> i32 {
-    let _ = iface::try_count(&ctx, Dir::Tx, ETH_HLEN);
-    TC_ACT_UNSPEC
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN))
 }
 
 /// Counts packets arriving on an L3 interface (tun, WireGuard): no link-layer header.
 #[classifier]
 pub fn tc_ip_ingress(ctx: TcContext) -> i32 {
-    let _ = iface::try_count(&ctx, Dir::Rx, 0);
-    TC_ACT_UNSPEC
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0))
 }
 
 /// Counts packets leaving an L3 interface.
 #[classifier]
 pub fn tc_ip_egress(ctx: TcContext) -> i32 {
-    let _ = iface::try_count(&ctx, Dir::Tx, 0);
-    TC_ACT_UNSPEC
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0))
 }
 
 #[cfg(not(test))]

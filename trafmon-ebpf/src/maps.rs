@@ -6,11 +6,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
 };
 use trafmon_common::{
-    Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, IpKey, KINDS,
-    LOCAL_NETWORK_ENTRIES, SETTING_LOCAL_NETWORKS, SIDES,
+    Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, ENFORCE_NET_ENTRIES,
+    ENFORCE_SLOTS, ENFORCE_UID_ENTRIES, Enforcement, IpKey, KINDS, LOCAL_NETWORK_ENTRIES,
+    SETTING_LOCAL_NETWORKS, SIDES,
 };
 
 #[map]
@@ -37,12 +38,26 @@ pub static LOCAL4: LpmTrie<[u8; 4], u8> = LpmTrie::pinned(LOCAL_NETWORK_ENTRIES,
 #[map]
 pub static LOCAL6: LpmTrie<[u8; 16], u8> = LpmTrie::pinned(LOCAL_NETWORK_ENTRIES, 0);
 
+// Enforcement: written by the agent's quota engine only.
+#[map]
+pub static ENFORCE: Array<Enforcement> = Array::pinned(ENFORCE_SLOTS, 0);
+#[map]
+pub static ENFORCE_UID: HashMap<u32, u32> = HashMap::pinned(ENFORCE_UID_ENTRIES, 0);
+#[map]
+pub static ENFORCE4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(ENFORCE_NET_ENTRIES, 0);
+#[map]
+pub static ENFORCE6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(ENFORCE_NET_ENTRIES, 0);
+
+/// The flags of [`SETTINGS`].
+#[inline(always)]
+pub fn settings() -> u32 {
+    SETTINGS.get(0).map_or(0, |flags| *flags)
+}
+
 /// True when local networks are configured.
 #[inline(always)]
 pub fn local_networks() -> bool {
-    SETTINGS
-        .get(0)
-        .is_some_and(|flags| *flags & SETTING_LOCAL_NETWORKS != 0)
+    settings() & SETTING_LOCAL_NETWORKS != 0
 }
 
 /// The side that programs write now: 0 (A) or 1 (B).

@@ -5,6 +5,7 @@ use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_NO_SOCKET};
 
 use crate::{
     count::{Dir, count},
+    enforce::{self, Verdict},
     maps::{UID_A, UID_B, side},
 };
 
@@ -27,12 +28,17 @@ fn uid_key(ctx: &SkBuffContext) -> u32 {
 }
 
 /// At cgroup_skb the packet starts at the IP header: `len` is the IP length,
-/// as iptables counts it.
+/// as iptables counts it. A packet that a quota drops is not counted: it
+/// did not reach the socket or the network.
 #[inline(always)]
-pub fn try_count(ctx: &SkBuffContext, dir: Dir) {
+pub fn try_count(ctx: &SkBuffContext, dir: Dir) -> Verdict {
     let key = uid_key(ctx);
     let bytes = u64::from(ctx.len());
-    let side = side();
-    let map = if side == 0 { &UID_A } else { &UID_B };
-    count(map, &key, dir, bytes, side, KIND_UID);
+    let verdict = enforce::uid(key, dir, bytes);
+    if verdict != Verdict::Drop {
+        let side = side();
+        let map = if side == 0 { &UID_A } else { &UID_B };
+        count(map, &key, dir, bytes, side, KIND_UID);
+    }
+    verdict
 }

@@ -19,6 +19,7 @@ use crate::{
     loader::{Installed, LoaderError},
     paths::PinDir,
     print,
+    quota::run::{Engine, QuotaError},
     store::{Store, StoreError},
 };
 
@@ -37,6 +38,9 @@ pub enum AgentError {
     /// Recovery or the last flush failed.
     #[error(transparent)]
     Flush(#[from] FlushError),
+    /// The quota state could not be restored.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] io::Error),
@@ -87,6 +91,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     let mut installed = Installed::install(&config)?;
     let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);
     collector.recover(maps_survived)?;
+    let mut quotas = Engine::start(&config, &pins, collector.store())?;
     let grace = grace::wait();
     if grace != grace::Grace::Membarrier {
         tracing::warn!("grace periods use {grace}");
@@ -119,6 +124,9 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
                 error = %crate::error_chain(&e),
                 "flush failed; the counts are kept (in the kernel or in memory) and retried at the next flush"
             ),
+        }
+        if let Err(e) = quotas.step(collector.store(), at) {
+            tracing::warn!(error = %crate::error_chain(&e), "quota step failed; retried after the next flush");
         }
         if options.print {
             print_totals(collector.store())?;

@@ -40,6 +40,8 @@ pub enum Command {
     Status(crate::cmd::status::Args),
     /// Live per-user, per-IP and per-interface rates, every second.
     Top(crate::cmd::top::Args),
+    /// Every quota: usage, percent of the limit, projection, state.
+    Quota(crate::cmd::quota::Args),
 }
 
 impl Cli {

@@ -15,7 +15,11 @@ use ipnet::IpNet;
 use jiff::{Span, civil::Weekday, tz::TimeZone};
 use serde::{Deserialize, Deserializer, de};
 
-use crate::{calendar::Calendar, paths};
+use crate::{
+    calendar::Calendar,
+    paths,
+    quota::spec::{INHERIT_START_DAY, Period, Quota, Target},
+};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,9 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<Cidr>>,
     /// Networks whose addresses are "ours" on interfaces that face guests.
     pub local_networks: Vec<Cidr>,
+    /// Caps, in `[[quota]]` tables.
+    #[serde(rename = "quota")]
+    pub quotas: Vec<Quota>,
 }
 
 impl Default for Config {
@@ -131,6 +138,7 @@ impl Default for Config {
             retention: Retention::default(),
             groups: BTreeMap::new(),
             local_networks: Vec::new(),
+            quotas: Vec::new(),
         }
     }
 }
@@ -177,12 +185,67 @@ impl Config {
         };
         let de = toml::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), "-".into(), e.message().to_owned()))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
             invalid(inner.span(), key, inner.message().to_owned())
-        })
+        })?;
+        config
+            .check_quotas()
+            .map_err(|(i, message)| ConfigError::Invalid {
+                path: path.into(),
+                line: nth_line_starting(text, "[[quota]]", i).unwrap_or(1),
+                key: format!("quota[{i}]"),
+                message,
+            })?;
+        Ok(config)
     }
+
+    /// Checks what one `[[quota]]` table cannot check alone, and fills in
+    /// the inherited month start day. Errors: (index, message).
+    fn check_quotas(&mut self) -> Result<(), (usize, String)> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut enforcing = 0;
+        for (i, q) in self.quotas.iter_mut().enumerate() {
+            if !names.insert(q.name.clone()) {
+                return Err((i, format!("a quota named `{}` already exists", q.name)));
+            }
+            if q.period == Period::Month(INHERIT_START_DAY) {
+                q.period = Period::Month(self.month_start_day.0);
+            }
+            if let Target::Group(g) = &q.target {
+                match self.groups.get(g) {
+                    None => return Err((i, format!("no group `{g}` in [groups]"))),
+                    Some(nets) if nets.len() > trafmon_common::ENFORCE_NET_ENTRIES as usize => {
+                        return Err((i, format!("group `{g}` has too many networks to enforce")));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if q.action.enforces() {
+                enforcing += 1;
+                if enforcing > trafmon_common::ENFORCE_SLOTS {
+                    return Err((
+                        i,
+                        format!(
+                            "at most {} quotas may throttle or block",
+                            trafmon_common::ENFORCE_SLOTS
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line of the `n`-th (0-based) line that starts with `prefix`.
+fn nth_line_starting(text: &str, prefix: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with(prefix))
+        .nth(n)
+        .map(|(i, _)| i + 1)
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -618,5 +681,84 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
             e,
             "/nonexistent/trafmon.toml: cannot read the configuration"
         );
+    }
+
+    #[test]
+    fn quotas_parse_with_defaults() {
+        let c = parse(
+            r#"
+month_start_day = 15
+[groups]
+cust = ["192.0.2.0/24"]
+[[quota]]
+user = 1000
+limit = "500GiB"
+action = "throttle"
+rate = "1MiB/s"
+hold = "3d"
+[[quota]]
+name = "cust-daily"
+group = "cust"
+limit = "10GB"
+period = "day"
+direction = "rx"
+warn = 0
+action = "block"
+"#,
+        )
+        .unwrap();
+        let q = &c.quotas[0];
+        assert_eq!(q.name, "user:1000");
+        assert_eq!(q.limit, 500 << 30);
+        assert_eq!(q.period, Period::Month(15), "inherits month_start_day");
+        assert_eq!(q.action, crate::quota::spec::Action::Throttle(1 << 20));
+        assert_eq!(q.hold_seconds, 3 * 86_400);
+        assert_eq!(q.warn_percent, Some(90));
+        let q = &c.quotas[1];
+        assert_eq!(q.period, Period::Day);
+        assert_eq!(q.warn_percent, None);
+        assert_eq!(q.target, Target::Group("cust".into()));
+    }
+
+    #[test]
+    fn bad_quotas_name_file_line_and_key() {
+        let cases = [
+            (
+                "[[quota]]\nuser = 1\nlimit = \"5 parsecs\"\n",
+                "/etc/t.toml:3: quota[0].limit: `5 parsecs` is not a positive size",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\naction = \"throttle\"\nrate = \"fast\"\n",
+                "/etc/t.toml:5: quota[0].rate: `fast` is not a positive rate",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\naction = \"throttle\"\n",
+                "/etc/t.toml:1: quota[0]: `action = \"throttle\"` needs a `rate`",
+            ),
+            (
+                "[[quota]]\nuser = 1\ngroup = \"x\"\nlimit = \"1GiB\"\n",
+                "/etc/t.toml:1: quota[0]: needs exactly one of `user`, `group` or `address`",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\n\n[[quota]]\ngroup = \"nope\"\nlimit = \"1GiB\"\n",
+                "/etc/t.toml:5: quota[1]: no group `nope` in [groups]",
+            ),
+            (
+                "[[quota]]\nuser = \"no-such-user-here\"\nlimit = \"1GiB\"\n",
+                "/etc/t.toml:2: quota[0].user: no user named `no-such-user-here`",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nhold = \"soon\"\n",
+                "/etc/t.toml:4: quota[0].hold: `soon` is not a span",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nwarn = 120\n",
+                "/etc/t.toml:4: quota[0].warn: 120 is not a percentage",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(e.starts_with(want), "{text:?}:\n  got  {e}\n  want {want}");
+        }
     }
 }

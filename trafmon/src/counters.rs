@@ -138,7 +138,7 @@ fn open(pins: &PinDir, name: &'static str) -> Result<Map, CountersError> {
     Map::from_map_data(data).map_err(|source| CountersError::Open { path, source })
 }
 
-fn open_as<T>(pins: &PinDir, name: &'static str) -> Result<T, CountersError>
+pub(crate) fn open_as<T>(pins: &PinDir, name: &'static str) -> Result<T, CountersError>
 where
     T: TryFrom<Map, Error = MapError>,
 {

@@ -17,6 +17,7 @@ pub mod mounts;
 pub mod paths;
 pub mod pidfile;
 pub mod print;
+pub mod quota;
 pub mod report;
 pub mod store;
 pub mod units;

@@ -199,14 +199,15 @@ impl Installed {
             IpNet::V4(_) => None,
         });
         replace_trie(self.map_mut(common::LOCAL6)?, v6)?;
-        let flags = if nets.is_empty() {
-            0
-        } else {
-            common::SETTING_LOCAL_NETWORKS
-        };
         let map_err = |source| LoaderError::LocalNetworks { source };
         let mut settings =
             Array::<_, u32>::try_from(self.map_mut(common::SETTINGS)?).map_err(map_err)?;
+        // The other flags belong to the quota engine: keep them, so that a
+        // restart does not lift enforcement even for a moment.
+        let mut flags = settings.get(&0, 0).map_err(map_err)? & !common::SETTING_LOCAL_NETWORKS;
+        if !nets.is_empty() {
+            flags |= common::SETTING_LOCAL_NETWORKS;
+        }
         settings.set(0, flags, 0).map_err(map_err)
     }
 

@@ -47,6 +47,7 @@ fn run() -> anyhow::Result<()> {
         Command::Stats(args) => trafmon::cmd::stats::run(&args, &config)?,
         Command::Status(args) => trafmon::cmd::status::run(&args, &config)?,
         Command::Top(args) => trafmon::cmd::top::run(&args, &config)?,
+        Command::Quota(args) => trafmon::cmd::quota::run(&args, &config)?,
         Command::Uninstall => {
             trafmon::loader::uninstall(&config.pin_dir)?;
             println!("removed every pin under {}", config.pin_dir.display());

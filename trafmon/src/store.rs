@@ -16,8 +16,9 @@ use trafmon_common::Counters;
 
 use crate::calendar::{Calendar, CalendarError, Resolution};
 
-/// The schema this trafmon writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this trafmon writes and reads. Version 2 added the quota
+/// state; a version 1 file is upgraded when the agent opens it.
+pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id` of a trafmon database ("tmdb").
 pub const APPLICATION_ID: i64 = 0x746d_6462;
 
@@ -197,8 +198,8 @@ pub type Rows = BTreeMap<(String, i64), (String, Counters)>;
 
 /// An open store.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -221,6 +222,19 @@ CREATE TABLE event (
     at_ms INTEGER NOT NULL,
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
+);
+";
+
+/// Added in version 2.
+const QUOTA_SCHEMA: &str = "
+CREATE TABLE quota_state (
+    name TEXT PRIMARY KEY,
+    period_start INTEGER NOT NULL,
+    warned INTEGER NOT NULL,
+    acted INTEGER NOT NULL,
+    enforced INTEGER NOT NULL,
+    hold_until INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
 );
 ";
 
@@ -273,8 +287,11 @@ impl Store {
         if is_new {
             store.create()?;
         } else {
-            store.check_version()?;
+            let version = store.check_version()?;
             store.quick_check()?;
+            if version == 1 {
+                store.upgrade_from_1()?;
+            }
         }
         store.tune()?;
         Ok(store)
@@ -305,7 +322,7 @@ impl Store {
         })
     }
 
-    fn sql(&self, what: &'static str, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn sql(&self, what: &'static str, source: rusqlite::Error) -> StoreError {
         StoreError::Sql {
             path: self.path.clone(),
             what,
@@ -322,6 +339,7 @@ impl Store {
 
     fn create(&self) -> Result<(), StoreError> {
         let mut ddl = String::from(SCHEMA);
+        ddl.push_str(QUOTA_SCHEMA);
         for res in Resolution::ALL {
             ddl.push_str(&bucket_table(res.table()));
         }
@@ -333,7 +351,18 @@ impl Store {
             .map_err(|e| self.sql("create the schema", e))
     }
 
-    fn check_version(&self) -> Result<(), StoreError> {
+    /// Version 1 to 2: the quota state table.
+    fn upgrade_from_1(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!(
+                "BEGIN; {QUOTA_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(|e| self.sql("upgrade the schema from version 1", e))
+    }
+
+    /// Checks the application id and returns the schema version (1 or
+    /// [`SCHEMA_VERSION`]).
+    fn check_version(&self) -> Result<i64, StoreError> {
         let pragma = |name: &str| -> Result<i64, StoreError> {
             self.conn
                 .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
@@ -358,13 +387,13 @@ impl Store {
             });
         }
         let version = pragma("user_version")?;
-        if version != SCHEMA_VERSION {
+        if version != SCHEMA_VERSION && version != 1 {
             return Err(StoreError::Schema {
                 path: self.path.clone(),
                 found: version,
             });
         }
-        Ok(())
+        Ok(version)
     }
 
     fn quick_check(&self) -> Result<(), StoreError> {
@@ -769,7 +798,7 @@ mod tests {
         let before = fs::read(&path).unwrap();
         let e = Store::open(&path).err().expect("must fail").to_string();
         assert!(
-            e.contains("schema version 99, but this trafmon knows version 1"),
+            e.contains("schema version 99, but this trafmon knows version 2"),
             "{e}"
         );
         assert_eq!(fs::read(&path).unwrap(), before);
@@ -781,6 +810,33 @@ mod tests {
             .unwrap();
         let e = Store::open(&other).err().expect("must fail").to_string();
         assert!(e.contains("not a trafmon database"), "{e}");
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_with_its_history() {
+        let path = tmp("v1");
+        let mut store = Store::open(&path).unwrap();
+        let f = FlushCommit {
+            seq: 1,
+            side: 0,
+            at: "2026-11-20T00:05:00Z".parse().unwrap(),
+            deltas: vec![delta(Kind::Uid, "1000", 3, 4)],
+        };
+        store.commit(&f, &cal()).unwrap();
+        store
+            .conn
+            .execute_batch("DROP TABLE quota_state; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.totals().unwrap().len(), 1);
+        assert!(store.quota_states().unwrap().is_empty());
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -7,6 +7,13 @@
 //! trafgen tcp-recv ADDR PORT CONNECTIONS
 //! trafgen udp-send ADDR PORT SIZE COUNT [SECONDS]
 //! trafgen udp-recv ADDR PORT COUNT
+//! trafgen tcp-flood ADDR PORT SECONDS MAX_BYTES
+//! trafgen tcp-recv-for ADDR PORT SECONDS
+//!
+//! `tcp-flood` sends as fast as it can for SECONDS (at most 60) or until
+//! MAX_BYTES; `tcp-recv-for` reads one connection for SECONDS from its
+//! accept and reports what arrived in that window (0 if nobody connected),
+//! which over SECONDS is the rate the sender achieved.
 //!
 //! With SECONDS (at most 60), the sender spreads its bytes evenly over that
 //! time instead of sending as fast as it can.
@@ -56,6 +63,15 @@ fn main() -> ExitCode {
             optional_seconds(&args, 6),
         ),
         "udp-recv" => udp_recv(addr, arg(&args, 4, "count")),
+        "tcp-flood" => tcp_flood(
+            addr,
+            Duration::from_secs_f64(arg::<f64>(&args, 4, "seconds").clamp(0.0, 60.0)),
+            arg(&args, 5, "max bytes"),
+        ),
+        "tcp-recv-for" => tcp_recv_for(
+            addr,
+            Duration::from_secs_f64(arg::<f64>(&args, 4, "seconds").clamp(0.0, 60.0)),
+        ),
         _ => Err(std::io::Error::other(format!("unknown mode {mode:?}"))),
     };
     match result {
@@ -119,6 +135,86 @@ fn tcp_recv(addr: SocketAddr, connections: u32) -> std::io::Result<String> {
                 break;
             }
             total += n as u64;
+        }
+    }
+    Ok(format!("received {total}"))
+}
+
+/// Connects within `seconds` and writes until `seconds` have passed,
+/// `max` bytes are written or the receiver goes away.
+fn tcp_flood(addr: SocketAddr, seconds: Duration, max: u64) -> std::io::Result<String> {
+    let deadline = Instant::now() + seconds;
+    let mut stream = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no connection",
+            ));
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < max && Instant::now() < deadline {
+        let n = chunk
+            .len()
+            .min(usize::try_from(max - sent).unwrap_or(usize::MAX));
+        match stream.write(&chunk[..n]) {
+            Ok(n) => sent += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(format!("sent {sent}"))
+}
+
+/// Accepts one connection within `seconds` and counts what arrives in the
+/// `seconds` after the accept.
+fn tcp_recv_for(addr: SocketAddr, seconds: Duration) -> std::io::Result<String> {
+    let listener = TcpListener::bind(addr)?;
+    println!("listening");
+    listener.set_nonblocking(true)?;
+    let accept_deadline = Instant::now() + seconds;
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > accept_deadline {
+                    return Ok("received 0".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    let deadline = Instant::now() + seconds;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(format!("received {total}"))

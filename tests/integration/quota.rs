@@ -1,0 +1,355 @@
+//! Quotas: throttling per UID (cgroup_skb) and per IP group (tc) holds the
+//! configured rate while other traffic runs at full speed, blocking stops a
+//! transfer until lifted, the alert command runs once per crossing, and
+//! `trafmon quota` reports what the store holds.
+
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use trafmon::store::Kind;
+
+use crate::harness::{As, Env, Traffic, add_owner_rules, assert_uid_tx, count_of, finish_all};
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Every bulk transfer stops after this much, whatever its time.
+const MAX_BYTES: &str = "68719476736";
+
+/// `trafmon quota --json`, the entry named `name`.
+fn quota(env: &Env, name: &str) -> Value {
+    let out = env.trafmon(&["quota", "--json"]);
+    assert!(
+        out.status.success(),
+        "trafmon quota: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("quota JSON");
+    assert_eq!(v["jsonversion"], 1);
+    v["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap_or_else(|| panic!("no quota {name} in {v}"))
+        .clone()
+}
+
+/// Waits (at most 15 s) until quota `name` is in `state`.
+fn wait_state(env: &Env, name: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let q = quota(env, name);
+        if q["state"] == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quota {name} never became {state}: {q}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends `bytes` over TCP as `who` to `to`:`port` in namespace `b` and
+/// waits until the transfer is complete.
+fn send(env: &Env, who: As<'_>, to: &str, port: &str, bytes: u64) -> u64 {
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let rx = env.traffic(root_b, &["tcp-recv", to, port, "1"]);
+    rx.wait_listening();
+    let tx = env.traffic(who, &["tcp-send", to, port, &bytes.to_string()]);
+    tx.finish();
+    rx.finish()
+}
+
+/// A receiver that counts for `seconds` after its accept, and its sender.
+fn flood(
+    env: &Env,
+    from: As<'_>,
+    to_ns: As<'_>,
+    addr: &str,
+    port: &str,
+    seconds: u32,
+) -> (Traffic, Traffic) {
+    let rx = env.traffic(to_ns, &["tcp-recv-for", addr, port, &seconds.to_string()]);
+    rx.wait_listening();
+    let tx = env.traffic(
+        from,
+        &[
+            "tcp-flood",
+            addr,
+            port,
+            &(seconds + 2).to_string(),
+            MAX_BYTES,
+        ],
+    );
+    (rx, tx)
+}
+
+/// Bytes per second that `rx` saw in its window of `seconds`.
+fn rate(rx: Traffic, tx: Traffic, seconds: u32) -> f64 {
+    let got = rx.finish();
+    drop(tx);
+    got as f64 / f64::from(seconds)
+}
+
+const THROTTLED: u32 = 61101;
+const FREE: u32 = 61102;
+
+/// A UID over its quota is held at 1 MiB/s by cgroup_skb while another
+/// UID's bulk transfer in the same run keeps at least 90 % of its rate.
+#[test]
+fn a_throttled_uid_moves_at_the_rate_and_others_at_full_speed() {
+    let env = Env::new(&format!(
+        r#"
+[[quota]]
+name = "seedbox"
+user = {THROTTLED}
+limit = "64KiB"
+direction = "tx"
+action = "throttle"
+rate = "1MiB/s"
+"#
+    ));
+    let agent = env.agent();
+    env.up(&[]);
+    let throttled = As {
+        ns: &env.a,
+        uid: THROTTLED,
+        counted: true,
+    };
+    let free = As {
+        ns: &env.a,
+        uid: FREE,
+        counted: true,
+    };
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    assert_eq!(quota(&env, "seedbox")["state"], "ok");
+    send(&env, throttled, "192.0.2.100", "7100", 200_000);
+    wait_state(&env, "seedbox", "throttled");
+
+    let (rx, tx) = flood(&env, free, root_b, "192.0.2.100", "7101", 5);
+    let alone = rate(rx, tx, 5);
+    let (slow_rx, slow_tx) = flood(&env, throttled, root_b, "192.0.2.100", "7102", 10);
+    let (fast_rx, fast_tx) = flood(&env, free, root_b, "192.0.2.100", "7103", 10);
+    let fast = rate(fast_rx, fast_tx, 10);
+    let slow = rate(slow_rx, slow_tx, 10);
+    eprintln!(
+        "throttled: {:.3} MiB/s; other uid: {:.1} MiB/s alone, {:.1} MiB/s beside it",
+        slow / MIB,
+        alone / MIB,
+        fast / MIB
+    );
+    assert!(
+        (0.85 * MIB..=1.15 * MIB).contains(&slow),
+        "throttled uid at {:.3} MiB/s",
+        slow / MIB
+    );
+    assert!(
+        fast >= 0.9 * alone,
+        "other uid at {:.1} MiB/s beside the throttled one, {:.1} MiB/s alone",
+        fast / MIB,
+        alone / MIB
+    );
+    drop(agent);
+}
+
+/// An IP group over its quota is held at 1 MiB/s by the tc programs, for
+/// traffic towards its address; another address keeps 90 % of its rate.
+#[test]
+fn a_throttled_ip_group_moves_at_the_rate_on_the_tc_path() {
+    let env = Env::new(
+        r#"
+[groups]
+customer = ["192.0.2.50/32", "2001:db8::50/128"]
+[[quota]]
+name = "customer"
+group = "customer"
+limit = "64KiB"
+action = "throttle"
+rate = "1MiB/s"
+"#,
+    );
+    let agent = env.agent();
+    env.up(&["192.0.2.50/24", "2001:db8::50/64"]);
+    let root_a = As {
+        ns: &env.a,
+        uid: 0,
+        counted: false,
+    };
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    // Downloads: namespace b sends to the addresses in a, where tc counts
+    // them at ingress of the veth.
+    let rx = env.traffic(root_a, &["tcp-recv", "192.0.2.50", "7200", "1"]);
+    rx.wait_listening();
+    let tx = env.traffic(root_b, &["tcp-send", "192.0.2.50", "7200", "200000"]);
+    finish_all([tx], [rx]);
+    wait_state(&env, "customer", "throttled");
+
+    let (rx, tx) = flood(&env, root_b, root_a, "192.0.2.1", "7201", 5);
+    let alone = rate(rx, tx, 5);
+    let (slow_rx, slow_tx) = flood(&env, root_b, root_a, "2001:db8::50", "7202", 10);
+    let (fast_rx, fast_tx) = flood(&env, root_b, root_a, "192.0.2.1", "7203", 10);
+    let fast = rate(fast_rx, fast_tx, 10);
+    let slow = rate(slow_rx, slow_tx, 10);
+    eprintln!(
+        "throttled group: {:.3} MiB/s; other address: {:.1} MiB/s alone, {:.1} MiB/s beside it",
+        slow / MIB,
+        alone / MIB,
+        fast / MIB
+    );
+    assert!(
+        (0.85 * MIB..=1.15 * MIB).contains(&slow),
+        "throttled group at {:.3} MiB/s",
+        slow / MIB
+    );
+    assert!(
+        fast >= 0.9 * alone,
+        "other address at {:.1} MiB/s beside the throttled group, {:.1} MiB/s alone",
+        fast / MIB,
+        alone / MIB
+    );
+    drop(agent);
+}
+
+const BLOCKED: u32 = 61111;
+
+/// A blocked UID cannot complete a transfer; once the block is lifted (the
+/// limit raised, the agent restarted), it can. Blocking survives the
+/// restart until the engine lifts it.
+#[test]
+fn a_blocked_uid_cannot_transfer_until_the_block_is_lifted() {
+    let env = Env::new(&format!(
+        r#"
+[[quota]]
+name = "cut"
+user = {BLOCKED}
+limit = "64KiB"
+action = "block"
+"#
+    ));
+    let agent = env.agent();
+    env.up(&[]);
+    let blocked = As {
+        ns: &env.a,
+        uid: BLOCKED,
+        counted: true,
+    };
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    assert_eq!(send(&env, blocked, "192.0.2.100", "7300", 100_000), 100_000);
+    wait_state(&env, "cut", "blocked");
+
+    let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7301", 3);
+    assert_eq!(rx.finish(), 0, "a blocked uid moved data");
+    drop(tx);
+    // Other users are not affected.
+    let other = As {
+        ns: &env.a,
+        uid: BLOCKED + 1,
+        counted: true,
+    };
+    assert_eq!(send(&env, other, "192.0.2.100", "7302", 100_000), 100_000);
+
+    agent.stop();
+    let text = fs::read_to_string(&env.config).expect("config");
+    fs::write(&env.config, text.replace("\"64KiB\"", "\"1GiB\"")).expect("config");
+    let agent = env.agent();
+    wait_state(&env, "cut", "ok");
+    assert_eq!(send(&env, blocked, "192.0.2.100", "7303", 100_000), 100_000);
+    assert!(agent.logged("lifted"), "the lift is logged");
+    drop(agent);
+}
+
+const ALERTED: u32 = 61121;
+
+/// The alert command runs exactly once per crossing (warning, then action)
+/// with the quota's name, target, usage and limit, also across a restart;
+/// `trafmon quota --json` reports the store's usage, which equals the
+/// iptables owner rule.
+#[test]
+fn the_alert_command_runs_once_per_crossing_and_usage_equals_the_store() {
+    let log = std::env::temp_dir().join(format!("trafmon-alerts-{}.log", std::process::id()));
+    let _ = fs::remove_file(&log);
+    let env = Env::new(&format!(
+        r#"
+[[quota]]
+name = "mail"
+user = {ALERTED}
+limit = "100KiB"
+direction = "tx"
+warn = 50
+command = 'echo "$TRAFMON_EVENT $TRAFMON_QUOTA $TRAFMON_TARGET $TRAFMON_USAGE $TRAFMON_LIMIT $TRAFMON_ACTION" >> {}'
+"#,
+        log.display()
+    ));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = Remove(log.clone());
+    let agent = env.agent();
+    env.up(&[]);
+    add_owner_rules(&env.a, ALERTED, false);
+    let who = As {
+        ns: &env.a,
+        uid: ALERTED,
+        counted: true,
+    };
+    send(&env, who, "192.0.2.100", "7400", 60_000);
+    wait_state(&env, "mail", "warned");
+    send(&env, who, "192.0.2.100", "7401", 60_000);
+    wait_state(&env, "mail", "over");
+    std::thread::sleep(Duration::from_secs(2));
+    agent.stop();
+    let agent = env.agent();
+    std::thread::sleep(Duration::from_secs(3));
+    agent.stop();
+
+    let lines: Vec<String> = fs::read_to_string(&log)
+        .expect("the command ran")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, event) in lines.iter().zip(["warning", "action"]) {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f[0], event, "{line}");
+        assert_eq!(f[1..3], ["mail", &format!("user:{ALERTED}")], "{line}");
+        assert_eq!(f[4], "102400", "{line}");
+        assert_eq!(f[5], "alert", "{line}");
+        let used: u64 = f[3].parse().expect("usage");
+        let floor = if event == "warning" { 51_200 } else { 102_400 };
+        assert!(used >= floor && used < 102_400 + 80_000, "{line}");
+    }
+
+    // The agent is stopped: the store holds everything, the kernel nothing.
+    let counts = env.counts("");
+    let ours = assert_uid_tx(&counts, &env.a, ALERTED, false);
+    assert_eq!(
+        count_of(&env.stored(), Kind::Uid, &ALERTED.to_string()),
+        ours
+    );
+    let q = quota(&env, "mail");
+    assert_eq!(q["used"], ours.tx_bytes, "{q}");
+    assert_eq!(q["limit"], 102_400);
+    assert_eq!(q["state"], "over");
+}
