@@ -90,7 +90,7 @@ impl Netns {
         sh(&full)
     }
 
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }
 }

@@ -11,6 +11,7 @@ mod ip;
 mod lifecycle;
 mod load;
 mod local;
+mod metrics;
 mod overflow;
 mod quota;
 mod report;

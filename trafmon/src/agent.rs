@@ -38,6 +38,9 @@ pub enum AgentError {
     /// Recovery or the last flush failed.
     #[error(transparent)]
     Flush(#[from] FlushError),
+    /// The metrics endpoint cannot start.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::BindError),
     /// The quota state could not be restored.
     #[error(transparent)]
     Quota(#[from] QuotaError),
@@ -92,6 +95,14 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);
     collector.recover(maps_survived)?;
     let mut quotas = Engine::start(&config, &pins, collector.store())?;
+    if config.metrics.enabled {
+        let server = crate::metrics::bind(&config).await?;
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     let grace = grace::wait();
     if grace != grace::Grace::Membarrier {
         tracing::warn!("grace periods use {grace}");
@@ -102,6 +113,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
         attached = ?attached,
         store = %config.store_path().display(),
         grace = %grace,
+        metrics = %if config.metrics.enabled { config.metrics.listen.to_string() } else { "off".into() },
         "counting"
     );
     loop {

@@ -120,6 +120,37 @@ pub struct Config {
     /// Caps, in `[[quota]]` tables.
     #[serde(rename = "quota")]
     pub quotas: Vec<Quota>,
+    /// The `/metrics` endpoint.
+    pub metrics: Metrics,
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// Address and port; loopback unless `expose` is set.
+    pub listen: std::net::SocketAddr,
+    /// Allow a `listen` address other hosts can reach.
+    pub expose: bool,
+    /// At most this many series per entity kind (users, addresses,
+    /// interfaces, groups); the rest are summed as `other`.
+    pub max_series: u32,
+}
+
+/// The default metrics port.
+pub const DEFAULT_METRICS_PORT: u16 = 9977;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
+            expose: false,
+            max_series: 10_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -139,6 +170,7 @@ impl Default for Config {
             groups: BTreeMap::new(),
             local_networks: Vec::new(),
             quotas: Vec::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -681,6 +713,22 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
             e,
             "/nonexistent/trafmon.toml: cannot read the configuration"
         );
+    }
+
+    #[test]
+    fn metrics_stay_on_loopback_unless_exposed() {
+        assert_eq!(
+            parse("").unwrap().metrics.listen,
+            "127.0.0.1:9977".parse().unwrap()
+        );
+        let e = parse("[metrics]\nlisten = \"0.0.0.0:9977\"\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/t.toml:2: metrics.listen: 0.0.0.0:9977 is not a loopback address"),
+            "{e}"
+        );
+        let c = parse("[metrics]\nlisten = \"[::]:9100\"\nexpose = true\n").unwrap();
+        assert_eq!(c.metrics.listen, "[::]:9100".parse().unwrap());
+        assert!(parse("[metrics]\nlisten = \"[::1]:9100\"\n").is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod grace;
 pub mod ifaces;
 pub mod live;
 pub mod loader;
+pub mod metrics;
 pub mod mounts;
 pub mod paths;
 pub mod pidfile;

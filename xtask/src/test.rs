@@ -18,12 +18,16 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 5] = [
+const TOOLS: [(&str, &str); 9] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("tc", "iproute2"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    ("systemd-analyze", "systemd"),
+    ("podman", "podman"),
 ];
 
 /// Installs the missing test tools with apt-get.

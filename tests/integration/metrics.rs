@@ -1,0 +1,186 @@
+//! `/metrics`: it passes `promtool check metrics`, and a real Prometheus
+//! server scraping the agent reports a test UID's bytes exactly as the
+//! iptables owner rule counted them.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::harness::{As, Env, Netns, add_owner_rules, owner_counters};
+
+/// GET `path` from `addr` inside `ns` (a thread joins the namespace, so
+/// the test itself stays where it is). Returns (status line, body).
+fn get_in(ns: &Netns, addr: &str, path: &str) -> std::io::Result<(String, String)> {
+    let netns = fs::File::open(ns.path())?;
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut s = TcpStream::connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok((
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        ))
+    })
+    .join()
+    .expect("the request thread")
+}
+
+/// A Prometheus server in a namespace, killed on drop.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    fn start(ns: &Netns, dir: &Path, target: &str, listen: &str) -> Self {
+        fs::create_dir_all(dir).expect("prometheus dir");
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: trafmon\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("prometheus config");
+        let netns = fs::File::open(ns.path()).expect("netns");
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={listen}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setns is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .expect("start prometheus (Debian package `prometheus`; cargo xtask test installs it)");
+        Self {
+            child,
+            dir: dir.into(),
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+const UID: u32 = 61201;
+
+#[test]
+fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
+    let env = Env::new("[metrics]\nlisten = \"127.0.0.1:9977\"\nmax_series = 100\n");
+    let agent = env.agent();
+    env.up(&[]);
+    add_owner_rules(&env.a, UID, false);
+    let prometheus = Prometheus::start(
+        &env.a,
+        &std::env::temp_dir().join(format!("trafmon-prometheus-{}", std::process::id())),
+        "127.0.0.1:9977",
+        "127.0.0.1:9090",
+    );
+
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let who = As {
+        ns: &env.a,
+        uid: UID,
+        counted: true,
+    };
+    let rx = env.traffic(root_b, &["tcp-recv", "192.0.2.100", "7500", "1"]);
+    rx.wait_listening();
+    let tx = env.traffic(who, &["tcp-send", "192.0.2.100", "7500", "3000000"]);
+    tx.finish();
+    assert_eq!(rx.finish(), 3_000_000);
+    let (_, truth) = owner_counters(&env.a, UID, false);
+
+    // The endpoint itself, linted by promtool.
+    let (status, body) = get_in(&env.a, "127.0.0.1:9977", "/metrics").expect("GET /metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    let series =
+        format!("trafmon_user_bytes_total{{uid=\"{UID}\",user=\"{UID}\",direction=\"tx\"}}");
+    assert!(body.contains(&series), "no {series} in\n{body}");
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = lint.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Prometheus scraped it: its value equals the owner rule.
+    let query = format!(
+        "/api/v1/query?query=trafmon_user_bytes_total%7Buid%3D%22{UID}%22%2Cdirection%3D%22tx%22%7D"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        if let Ok((status, body)) = get_in(&env.a, "127.0.0.1:9090", &query)
+            && status.contains(" 200 ")
+        {
+            let v: Value = serde_json::from_str(&body).expect("prometheus JSON");
+            let value = v["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned);
+            if value.as_deref() == Some(truth.to_string().as_str()) {
+                break;
+            }
+            last = body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never reported {truth} bytes for uid {UID}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(prometheus);
+    agent.stop();
+}
