@@ -290,6 +290,12 @@ impl Env {
         Agent::start(self, vars)
     }
 
+    /// Starts the agent through `wrapper` (`setpriv ...`), which ends
+    /// with the program it runs.
+    pub fn agent_wrapped(&self, wrapper: &[&str]) -> Agent {
+        Agent::start_with(self, &[], wrapper)
+    }
+
     /// Runs `trafmon <args>` with this env's config.
     pub fn trafmon(&self, args: &[&str]) -> std::process::Output {
         Command::new(trafmon_bin())
@@ -441,8 +447,19 @@ pub struct Agent {
 
 impl Agent {
     fn start(env: &Env, vars: &[(&str, &str)]) -> Self {
+        Self::start_with(env, vars, &[])
+    }
+
+    fn start_with(env: &Env, vars: &[(&str, &str)], wrapper: &[&str]) -> Self {
         let netns = fs::File::open(env.a.path()).expect("open netns");
-        let mut cmd = Command::new(trafmon_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(trafmon_bin());
+                c
+            }
+            None => Command::new(trafmon_bin()),
+        };
         cmd.envs(vars.iter().copied());
         cmd.arg("--config")
             .arg(&env.config)

@@ -16,4 +16,5 @@ mod overflow;
 mod quota;
 mod report;
 mod stats;
+mod systemd;
 mod uid;

@@ -1,0 +1,114 @@
+//! `deploy/trafmon.service` passes `systemd-analyze verify` without a
+//! warning, in a scratch root that holds systemd's own units and the
+//! binary where the unit expects it.
+
+use std::{fs, path::Path, process::Command};
+
+use crate::harness::{As, Env, add_owner_rules, assert_uid_tx, trafmon_bin};
+
+/// A scratch root, removed on drop.
+struct Root(std::path::PathBuf);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read dir").map(Result::unwrap) {
+        let target = to.join(entry.file_name());
+        let meta = fs::symlink_metadata(entry.path()).expect("stat");
+        if meta.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if meta.file_type().is_symlink() {
+            let link = fs::read_link(entry.path()).expect("readlink");
+            std::os::unix::fs::symlink(link, target).expect("symlink");
+        } else {
+            fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/trafmon.service");
+    let text = fs::read_to_string(&unit).expect("deploy/trafmon.service");
+    for line in [
+        "ExecStart=/usr/local/bin/trafmon agent",
+        "Restart=on-failure",
+        "StateDirectory=trafmon",
+        "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN",
+    ] {
+        assert!(text.lines().any(|l| l == line), "the unit lacks `{line}`");
+    }
+
+    let root = Root(std::env::temp_dir().join(format!("trafmon-unit-{}", std::process::id())));
+    copy_dir(
+        Path::new("/usr/lib/systemd/system"),
+        &root.0.join("usr/lib/systemd/system"),
+    );
+    fs::create_dir_all(root.0.join("usr/local/bin")).expect("mkdir");
+    fs::copy(trafmon_bin(), root.0.join("usr/local/bin/trafmon")).expect("copy the binary");
+    fs::create_dir_all(root.0.join("etc/systemd/system")).expect("mkdir");
+    fs::copy(&unit, root.0.join("etc/systemd/system/trafmon.service")).expect("copy the unit");
+
+    let out = Command::new("systemd-analyze")
+        .arg(format!("--root={}", root.0.display()))
+        .args(["verify", "/etc/systemd/system/trafmon.service"])
+        .output()
+        .expect("systemd-analyze (Debian package systemd; cargo xtask test installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed: {said}"
+    );
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze verify warned: {said}"
+    );
+}
+
+/// The agent counts exactly with only the unit's capabilities (as root,
+/// with every other capability out of the bounding set, as systemd runs it).
+#[test]
+fn the_agent_counts_with_only_the_units_capabilities() {
+    let env = Env::new("");
+    let caps = "-all,+bpf,+perfmon,+net_admin";
+    let agent = env.agent_wrapped(&[
+        "setpriv",
+        "--bounding-set",
+        caps,
+        "--inh-caps",
+        caps,
+        "--ambient-caps",
+        caps,
+        "--",
+    ]);
+    env.up(&[]);
+    add_owner_rules(&env.a, 61301, false);
+    let root_b = As {
+        ns: &env.b,
+        uid: 0,
+        counted: false,
+    };
+    let who = As {
+        ns: &env.a,
+        uid: 61301,
+        counted: true,
+    };
+    let rx = env.traffic(root_b, &["tcp-recv", "192.0.2.100", "7600", "1"]);
+    rx.wait_listening();
+    env.traffic(who, &["tcp-send", "192.0.2.100", "7600", "200000"])
+        .finish();
+    assert_eq!(rx.finish(), 200_000);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    agent.stop();
+    let ours = assert_uid_tx(&env.counts(""), &env.a, 61301, false);
+    assert!(ours.tx_bytes > 200_000);
+}
