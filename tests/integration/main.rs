@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod container;
 mod failures;
 mod flush;
 mod iface;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything a newcomer would otherwise do by hand.
 
 mod build;
+mod container;
 mod run;
 mod setup;
 mod test;
@@ -30,6 +31,9 @@ enum Command {
     /// Build, install the tools the tests compare against, then run the unit
     /// and integration tests (needs root).
     Test(test::Options),
+    /// Build the agent's container image (static musl binary, FROM scratch)
+    /// with podman, as localhost/trafmon:dev.
+    Container,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Build(o) => build::build(&o).map(drop),
         Command::Run(o) => run::run(&o),
         Command::Test(o) => test::test(&o),
+        Command::Container => container::container().map(drop),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

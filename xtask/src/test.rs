@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 9] = [
+const TOOLS: [(&str, &str); 11] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
@@ -28,6 +28,8 @@ const TOOLS: [(&str, &str); 9] = [
     ("promtool", "prometheus"),
     ("systemd-analyze", "systemd"),
     ("podman", "podman"),
+    ("runc", "runc"),
+    ("musl-gcc", "musl-tools"),
 ];
 
 /// Installs the missing test tools with apt-get.
@@ -68,6 +70,7 @@ pub fn test(o: &Options) -> anyhow::Result<()> {
     install_tools()?;
     let binary = build::build(&build::Options { release: false })?;
     let linker = crate::setup::setup()?;
+    let image = crate::container::container()?;
 
     let mut unit = build::cargo(&linker)?;
     unit.args([
@@ -87,7 +90,8 @@ pub fn test(o: &Options) -> anyhow::Result<()> {
     integration
         .args(["test", "--package", "integration-tests", "--"])
         .arg("--test-threads=1")
-        .env("TRAFMON_BIN", &binary);
+        .env("TRAFMON_BIN", &binary)
+        .env("TRAFMON_IMAGE", image);
     if let Some(f) = &o.filter {
         integration.arg(f);
     }
