@@ -102,7 +102,9 @@ const UID: u32 = 61201;
 
 #[test]
 fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
-    let env = Env::new("[metrics]\nlisten = \"127.0.0.1:9977\"\nmax_series = 100\n");
+    let env = Env::new(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:9977\"\nmax_series = 100\n[[quota]]\nname = \"cap\"\nuser = {UID}\nlimit = \"1GiB\"\n"
+    ));
     let agent = env.agent();
     env.up(&[]);
     add_owner_rules(&env.a, UID, false);
@@ -129,6 +131,8 @@ fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
     tx.finish();
     assert_eq!(rx.finish(), 3_000_000);
     let (_, truth) = owner_counters(&env.a, UID, false);
+    // At least one flush since: the flush metrics exist.
+    std::thread::sleep(Duration::from_millis(1500));
 
     // The endpoint itself, linted by promtool.
     let (status, body) = get_in(&env.a, "127.0.0.1:9977", "/metrics").expect("GET /metrics");
@@ -136,6 +140,12 @@ fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
     let series =
         format!("trafmon_user_bytes_total{{uid=\"{UID}\",user=\"{UID}\",direction=\"tx\"}}");
     assert!(body.contains(&series), "no {series} in\n{body}");
+    assert!(
+        body.contains(&format!(
+            "trafmon_quota_limit_bytes{{quota=\"cap\",target=\"user:{UID}\",action=\"alert\"}} 1073741824"
+        )),
+        "{body}"
+    );
     let mut lint = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -181,6 +191,102 @@ fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    fleet_files_work_against(&env.a, &body);
     drop(prometheus);
     agent.stop();
+}
+
+/// Percent-encodes a query parameter.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The example scrape configuration and rules pass promtool; every metric
+/// they and the Grafana dashboard name is one the agent serves, and every
+/// dashboard query runs on the real Prometheus (the per-user panel with a
+/// result).
+fn fleet_files_work_against(ns: &Netns, scraped: &str) {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let config = deploy.join("prometheus.yml");
+    promtool(&["check", "config", config.to_str().expect("utf-8")]);
+    let rules = deploy.join("trafmon-rules.yml");
+    promtool(&["check", "rules", rules.to_str().expect("utf-8")]);
+
+    let dashboard: Value = serde_json::from_str(
+        &fs::read_to_string(deploy.join("grafana-dashboard.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    let rules_text = fs::read_to_string(&rules).expect("rules");
+    for text in exprs
+        .iter()
+        .map(String::as_str)
+        .chain([rules_text.as_str()])
+    {
+        for (i, _) in text.match_indices("trafmon_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                scraped.contains(&format!("# TYPE {name} ")),
+                "{name} is used in deploy/ but not served"
+            );
+        }
+    }
+    for (i, expr) in exprs.iter().enumerate() {
+        let q = expr
+            .replace("$__range", "1h")
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        // The per-user panel must show the test's user once Prometheus has
+        // two samples of it (increase() needs two).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = get_in(
+                ns,
+                "127.0.0.1:9090",
+                &format!("/api/v1/query?query={}", encode(&q)),
+            )
+            .expect("query prometheus");
+            assert!(status.contains(" 200 "), "{q}: {status} {body}");
+            let v: Value = serde_json::from_str(&body).expect("JSON");
+            assert_eq!(v["status"], "success", "{q}: {body}");
+            let shows_user = v["data"]["result"]
+                .as_array()
+                .expect("result")
+                .iter()
+                .any(|r| r["metric"]["user"] == UID.to_string().as_str());
+            if i != 0 || shows_user {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{q}: {body}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }

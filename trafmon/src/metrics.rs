@@ -144,14 +144,17 @@ impl Source {
                 .or_default()
                 .push((&entity.key, label, c));
         }
+        // Overflow always has its three series, so that "none" reads as 0.
+        let spilled = by_kind.remove(&Kind::Overflow).unwrap_or_default();
+        for map in ["uid", "ip", "iface"] {
+            let c = spilled
+                .iter()
+                .find(|(key, _, _)| *key == map)
+                .map_or(Counters::ZERO, |(_, _, c)| **c);
+            overflow.add(&labels(&[("map", map)]), &c);
+        }
         let max = self.config.metrics.max_series as usize;
         for (kind, mut rows) in by_kind {
-            if kind == Kind::Overflow {
-                for (key, _, c) in rows {
-                    overflow.add(&labels(&[("map", key)]), c);
-                }
-                continue;
-            }
             let (family, key_label) = match kind {
                 Kind::Uid => (&users, "uid"),
                 Kind::Ip => (&ips, "address"),
