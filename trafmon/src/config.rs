@@ -222,6 +222,18 @@ impl Config {
             let inner = e.into_inner();
             invalid(inner.span(), key, inner.message().to_owned())
         })?;
+        let m = &config.metrics;
+        if m.enabled && !m.expose && !m.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: nth_line_starting(text, "listen", 0).unwrap_or(1),
+                key: "metrics.listen".into(),
+                message: format!(
+                    "{} is not a loopback address; set `expose = true` in [metrics] to serve metrics to other hosts",
+                    m.listen
+                ),
+            });
+        }
         config
             .check_quotas()
             .map_err(|(i, message)| ConfigError::Invalid {

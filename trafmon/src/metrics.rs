@@ -154,7 +154,7 @@ impl Source {
             overflow.add(&labels(&[("map", map)]), &c);
         }
         let max = self.config.metrics.max_series as usize;
-        for (kind, mut rows) in by_kind {
+        for (kind, rows) in by_kind {
             let (family, key_label) = match kind {
                 Kind::Uid => (&users, "uid"),
                 Kind::Ip => (&ips, "address"),
@@ -162,23 +162,15 @@ impl Source {
                 _ => (&groups, "group"),
             };
             let exported = self.exported.entry(kind).or_default();
-            rows.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rx_bytes.saturating_add(c.tx_bytes)));
-            let mut other = Counters::ZERO;
-            let mut any_other = false;
-            for (key, label, c) in rows {
-                if exported.contains(key) || exported.len() < max {
-                    exported.insert(key.to_owned());
-                    let mut l = labels(&[(key_label, key)]);
-                    if kind == Kind::Uid {
-                        l.push(("user".into(), label.to_owned()));
-                    }
-                    family.add(&l, c);
-                } else {
-                    other.add(c);
-                    any_other = true;
+            let (kept, other) = cap_series(rows, exported, max);
+            for (key, label, c) in kept {
+                let mut l = labels(&[(key_label, key)]);
+                if kind == Kind::Uid {
+                    l.push(("user".into(), label.to_owned()));
                 }
+                family.add(&l, c);
             }
-            if any_other {
+            if let Some(other) = other {
                 let mut l = labels(&[(key_label, "other")]);
                 if kind == Kind::Uid {
                     l.push(("user".into(), "other".into()));
@@ -282,6 +274,29 @@ impl Source {
     }
 }
 
+/// Entities of one kind, (key, label, counters): those with their own
+/// series, and the sum of the rest (None when there is no rest). Entities
+/// in `exported` keep their series; new ones get one, biggest first, while
+/// fewer than `max` have one. `exported` grows accordingly.
+fn cap_series<'a>(
+    mut rows: Vec<(&'a str, &'a str, &'a Counters)>,
+    exported: &mut BTreeSet<String>,
+    max: usize,
+) -> (Vec<(&'a str, &'a str, &'a Counters)>, Option<Counters>) {
+    rows.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rx_bytes.saturating_add(c.tx_bytes)));
+    let mut kept = Vec::new();
+    let mut other: Option<Counters> = None;
+    for row in rows {
+        if exported.contains(row.0) || exported.len() < max {
+            exported.insert(row.0.to_owned());
+            kept.push(row);
+        } else {
+            other.get_or_insert(Counters::ZERO).add(row.2);
+        }
+    }
+    (kept, other)
+}
+
 /// The Prometheus text format (0.0.4) of OpenMetrics text.
 ///
 /// prometheus-client encodes OpenMetrics only, where a counter family
@@ -369,6 +384,40 @@ pub async fn bind(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn c(bytes: u64) -> Counters {
+        Counters {
+            rx_bytes: bytes,
+            ..Counters::ZERO
+        }
+    }
+
+    #[test]
+    fn the_biggest_get_series_and_keep_them_and_the_rest_is_other() {
+        let (a, b, x) = (c(10), c(500), c(300));
+        let mut exported = BTreeSet::new();
+        let (kept, other) = cap_series(
+            vec![("a", "a", &a), ("b", "b", &b), ("x", "x", &x)],
+            &mut exported,
+            2,
+        );
+        let keys: Vec<&str> = kept.iter().map(|r| r.0).collect();
+        assert_eq!(keys, ["b", "x"]);
+        assert_eq!(other, Some(c(10)));
+        // "a" grows past "x", but "x" keeps its series: "other" never
+        // goes backwards while the agent runs.
+        let (a, b, x) = (c(1000), c(500), c(300));
+        let (kept, other) = cap_series(
+            vec![("a", "a", &a), ("b", "b", &b), ("x", "x", &x)],
+            &mut exported,
+            2,
+        );
+        let keys: Vec<&str> = kept.iter().map(|r| r.0).collect();
+        assert_eq!(keys, ["b", "x"]);
+        assert_eq!(other, Some(c(1000)));
+        let (_, other) = cap_series(vec![("b", "b", &b)], &mut exported, 2);
+        assert_eq!(other, None);
+    }
 
     #[test]
     fn counters_get_their_total_name_in_the_text_format() {
