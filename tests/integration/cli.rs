@@ -21,21 +21,13 @@ fn top_lines_add_up_to_what_was_sent() {
         .expect("start top");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let receiver = env.traffic(
-        As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        },
+        As::root(&env.b),
         &["udp-recv", "192.0.2.100", "9900", "5000"],
     );
     receiver.wait_listening();
     let sent = env
         .traffic(
-            As {
-                ns: &env.a,
-                uid: 61401,
-                counted: true,
-            },
+            As::user(&env.a, 61401),
             &["udp-send", "192.0.2.100", "9900", "1000", "5000", "5"],
         )
         .finish();

@@ -113,22 +113,10 @@ fn the_containerised_agent_counts_exactly_and_a_restart_loses_nothing() {
     let container = Container::run(&env, &image);
     env.up(&[]);
     add_owner_rules(&env.a, UID, false);
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
-    let who = As {
-        ns: &env.a,
-        uid: UID,
-        counted: true,
-    };
+    let root_b = As::root(&env.b);
+    let who = As::user(&env.a, UID);
 
-    let rx = env.traffic(root_b, &["tcp-recv", "192.0.2.100", "7700", "1"]);
-    rx.wait_listening();
-    env.traffic(who, &["tcp-send", "192.0.2.100", "7700", "500000"])
-        .finish();
-    assert_eq!(rx.finish(), 500_000);
+    assert_eq!(env.send(who, "192.0.2.100", "7700", 500_000), 500_000);
     std::thread::sleep(Duration::from_millis(1500));
     let (_, before) = crate::harness::owner_counters(&env.a, UID, false);
     let stored = count_of(&env.stored(), Kind::Uid, &UID.to_string());

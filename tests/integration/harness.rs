@@ -93,6 +93,23 @@ impl Netns {
     pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }
+
+    /// `program`, to be run inside this namespace: the child joins it with
+    /// setns only (`ip netns exec` would also remount /sys).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let netns = fs::File::open(self.path()).expect("open netns");
+        let mut cmd = Command::new(program);
+        // SAFETY: setns is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
 }
 
 impl Drop for Netns {
@@ -142,6 +159,26 @@ pub struct As<'a> {
     pub uid: u32,
     /// Moved into the test's cgroup (counted by cgroup_skb) or not.
     pub counted: bool,
+}
+
+impl<'a> As<'a> {
+    /// Root in `ns`, outside the test's cgroup (not counted per UID).
+    pub fn root(ns: &'a Netns) -> Self {
+        Self {
+            ns,
+            uid: 0,
+            counted: false,
+        }
+    }
+
+    /// `uid` in `ns`, inside the test's cgroup (counted per UID).
+    pub fn user(ns: &'a Netns, uid: u32) -> Self {
+        Self {
+            ns,
+            uid,
+            counted: true,
+        }
+    }
 }
 
 /// A running traffic generator.
@@ -306,10 +343,19 @@ impl Env {
             .expect("run trafmon")
     }
 
+    /// Sends `bytes` over TCP as `who` to `to`:`port`, received by root in
+    /// namespace `b`; returns what arrived once the transfer is complete.
+    pub fn send(&self, who: As<'_>, to: &str, port: &str, bytes: u64) -> u64 {
+        let rx = self.traffic(As::root(&self.b), &["tcp-recv", to, port, "1"]);
+        rx.wait_listening();
+        self.traffic(who, &["tcp-send", to, port, &bytes.to_string()])
+            .finish();
+        rx.finish()
+    }
+
     /// Starts the traffic generator `args` as `who`.
     pub fn traffic(&self, who: As<'_>, args: &[&str]) -> Traffic {
         let what = format!("trafgen {} as uid {}", args.join(" "), who.uid);
-        let netns = fs::File::open(who.ns.path()).expect("open netns");
         let procs = CString::new(
             self.cgroup
                 .path
@@ -319,17 +365,15 @@ impl Env {
         )
         .expect("no NUL");
         let (uid, counted) = (who.uid, who.counted);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trafgen"));
+        let mut cmd = who.ns.command(env!("CARGO_BIN_EXE_trafgen"));
         cmd.args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: only async-signal-safe calls (setns, open, write, close,
-        // setgroups, setgid, setuid) between fork and exec.
+        // SAFETY: only async-signal-safe calls (open, write, close,
+        // setgroups, setgid, setuid) between fork and exec; they run after
+        // the setns of `command`.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
                 if counted {
                     let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
                     if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
@@ -451,14 +495,13 @@ impl Agent {
     }
 
     fn start_with(env: &Env, vars: &[(&str, &str)], wrapper: &[&str]) -> Self {
-        let netns = fs::File::open(env.a.path()).expect("open netns");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
-                let mut c = Command::new(program);
+                let mut c = env.a.command(program);
                 c.args(args).arg(trafmon_bin());
                 c
             }
-            None => Command::new(trafmon_bin()),
+            None => env.a.command(trafmon_bin()),
         };
         cmd.envs(vars.iter().copied());
         cmd.arg("--config")
@@ -468,15 +511,6 @@ impl Agent {
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: setns is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let mut child = cmd.spawn().expect("start the agent");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();

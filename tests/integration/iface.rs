@@ -9,16 +9,8 @@ fn interface_counters_equal_the_kernels() {
     let env = Env::new("");
     let agent = env.agent();
     env.up(&[]);
-    let in_a = As {
-        ns: &env.a,
-        uid: 0,
-        counted: false,
-    };
-    let in_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let in_a = As::root(&env.a);
+    let in_b = As::root(&env.b);
 
     // TCP and UDP, both directions, IPv4 and IPv6.
     let receivers = [

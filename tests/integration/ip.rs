@@ -23,16 +23,8 @@ fn per_ip_equals_iptables_address_rules() {
         add_rule(&env.a, *v6, "INPUT", &["-d", addr], &format!("tm-in-{i}"));
         add_rule(&env.a, *v6, "OUTPUT", &["-s", addr], &format!("tm-out-{i}"));
     }
-    let root_a = As {
-        ns: &env.a,
-        uid: 0,
-        counted: false,
-    };
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let root_a = As::root(&env.a);
+    let root_b = As::root(&env.b);
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for (i, (addr, _)) in addrs.iter().enumerate() {

@@ -13,22 +13,11 @@ fn counting_survives_a_killed_agent() {
     assert!(!status.success(), "the agent was killed");
 
     add_owner_rules(&env.a, 61030, false);
-    let receiver = env.traffic(
-        As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        },
-        &["udp-recv", "192.0.2.100", "9100", "50"],
-    );
+    let receiver = env.traffic(As::root(&env.b), &["udp-recv", "192.0.2.100", "9100", "50"]);
     receiver.wait_listening();
     let sent = env
         .traffic(
-            As {
-                ns: &env.a,
-                uid: 61030,
-                counted: true,
-            },
+            As::user(&env.a, 61030),
             &["udp-send", "192.0.2.100", "9100", "1000", "50"],
         )
         .finish();
@@ -119,21 +108,10 @@ fn vanished_maps_are_recreated_and_recorded() {
     let agent = env.agent();
     env.up(&[]);
     add_owner_rules(&env.a, 61040, false);
-    let receiver = env.traffic(
-        As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        },
-        &["udp-recv", "192.0.2.100", "9600", "10"],
-    );
+    let receiver = env.traffic(As::root(&env.b), &["udp-recv", "192.0.2.100", "9600", "10"]);
     receiver.wait_listening();
     env.traffic(
-        As {
-            ns: &env.a,
-            uid: 61040,
-            counted: true,
-        },
+        As::user(&env.a, 61040),
         &["udp-send", "192.0.2.100", "9600", "100", "10"],
     )
     .finish();

@@ -25,11 +25,7 @@ impl Load {
             add_rule(&env.a, *v6, "INPUT", &["-d", addr], &format!("tm-in-{i}"));
             add_rule(&env.a, *v6, "OUTPUT", &["-s", addr], &format!("tm-out-{i}"));
         }
-        let root_b = As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        };
+        let root_b = As::root(&env.b);
         let secs = seconds.to_string();
         let (mut receivers, mut senders) = (Vec::new(), Vec::new());
         for (i, uid) in UIDS.into_iter().enumerate() {
@@ -43,11 +39,7 @@ impl Load {
                 r.wait_listening();
             }
             receivers.extend(rx);
-            let who = As {
-                ns: &env.a,
-                uid,
-                counted: true,
-            };
+            let who = As::user(&env.a, uid);
             let size = (300 + 200 * i).to_string();
             senders.push(env.traffic(
                 who,

@@ -83,16 +83,8 @@ fn the_guests_address_is_the_key_in_both_directions() {
             &format!("tm-guest-out-{i}"),
         );
     }
-    let host = As {
-        ns: &env.a,
-        uid: 0,
-        counted: false,
-    };
-    let vm = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let host = As::root(&env.a);
+    let vm = As::root(&env.b);
     let receivers = [
         env.traffic(vm, &["tcp-recv", "198.51.100.7", "9500", "1"]),
         env.traffic(vm, &["udp-recv", "2001:db8:7::7", "9501", "30"]),

@@ -6,7 +6,7 @@ use std::{
     fs,
     io::{Read, Write},
     net::TcpStream,
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -61,8 +61,7 @@ impl Prometheus {
             ),
         )
         .expect("prometheus config");
-        let netns = fs::File::open(ns.path()).expect("netns");
-        let mut cmd = Command::new("prometheus");
+        let mut cmd = ns.command("prometheus");
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -71,15 +70,6 @@ impl Prometheus {
             .arg(format!("--web.listen-address={listen}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: setns is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let child = cmd
             .spawn()
             .expect("start prometheus (Debian package `prometheus`; cargo xtask test installs it)");
@@ -115,21 +105,8 @@ fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
         "127.0.0.1:9090",
     );
 
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
-    let who = As {
-        ns: &env.a,
-        uid: UID,
-        counted: true,
-    };
-    let rx = env.traffic(root_b, &["tcp-recv", "192.0.2.100", "7500", "1"]);
-    rx.wait_listening();
-    let tx = env.traffic(who, &["tcp-send", "192.0.2.100", "7500", "3000000"]);
-    tx.finish();
-    assert_eq!(rx.finish(), 3_000_000);
+    let who = As::user(&env.a, UID);
+    assert_eq!(env.send(who, "192.0.2.100", "7500", 3_000_000), 3_000_000);
     let (_, truth) = owner_counters(&env.a, UID, false);
     // At least one flush since: the flush metrics exist.
     std::thread::sleep(Duration::from_millis(1500));

@@ -15,11 +15,7 @@ fn a_full_map_counts_overflow_and_loses_nothing() {
         add_owner_rules(&env.a, *uid, false);
     }
     let receiver = env.traffic(
-        As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        },
+        As::root(&env.b),
         &["udp-recv", "192.0.2.100", "9000", "200"],
     );
     receiver.wait_listening();
@@ -27,11 +23,7 @@ fn a_full_map_counts_overflow_and_loses_nothing() {
         .iter()
         .map(|uid| {
             env.traffic(
-                As {
-                    ns: &env.a,
-                    uid: *uid,
-                    counted: true,
-                },
+                As::user(&env.a, *uid),
                 &["udp-send", "192.0.2.100", "9000", "400", "20"],
             )
         })

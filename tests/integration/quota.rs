@@ -52,21 +52,6 @@ fn wait_state(env: &Env, name: &str, state: &str) {
     }
 }
 
-/// Sends `bytes` over TCP as `who` to `to`:`port` in namespace `b` and
-/// waits until the transfer is complete.
-fn send(env: &Env, who: As<'_>, to: &str, port: &str, bytes: u64) -> u64 {
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
-    let rx = env.traffic(root_b, &["tcp-recv", to, port, "1"]);
-    rx.wait_listening();
-    let tx = env.traffic(who, &["tcp-send", to, port, &bytes.to_string()]);
-    tx.finish();
-    rx.finish()
-}
-
 /// A receiver that counts for `seconds` after its accept, and its sender.
 fn flood(
     env: &Env,
@@ -118,23 +103,11 @@ rate = "1MiB/s"
     ));
     let agent = env.agent();
     env.up(&[]);
-    let throttled = As {
-        ns: &env.a,
-        uid: THROTTLED,
-        counted: true,
-    };
-    let free = As {
-        ns: &env.a,
-        uid: FREE,
-        counted: true,
-    };
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let throttled = As::user(&env.a, THROTTLED);
+    let free = As::user(&env.a, FREE);
+    let root_b = As::root(&env.b);
     assert_eq!(quota(&env, "seedbox")["state"], "ok");
-    send(&env, throttled, "192.0.2.100", "7100", 200_000);
+    env.send(throttled, "192.0.2.100", "7100", 200_000);
     wait_state(&env, "seedbox", "throttled");
 
     let (rx, tx) = flood(&env, free, root_b, "192.0.2.100", "7101", 5);
@@ -181,16 +154,8 @@ rate = "1MiB/s"
     );
     let agent = env.agent();
     env.up(&["192.0.2.50/24", "2001:db8::50/64"]);
-    let root_a = As {
-        ns: &env.a,
-        uid: 0,
-        counted: false,
-    };
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let root_a = As::root(&env.a);
+    let root_b = As::root(&env.b);
     // Downloads: namespace b sends to the addresses in a, where tc counts
     // them at ingress of the veth.
     let rx = env.traffic(root_a, &["tcp-recv", "192.0.2.50", "7200", "1"]);
@@ -243,36 +208,24 @@ action = "block"
     ));
     let agent = env.agent();
     env.up(&[]);
-    let blocked = As {
-        ns: &env.a,
-        uid: BLOCKED,
-        counted: true,
-    };
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
-    assert_eq!(send(&env, blocked, "192.0.2.100", "7300", 100_000), 100_000);
+    let blocked = As::user(&env.a, BLOCKED);
+    let root_b = As::root(&env.b);
+    assert_eq!(env.send(blocked, "192.0.2.100", "7300", 100_000), 100_000);
     wait_state(&env, "cut", "blocked");
 
     let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7301", 3);
     assert_eq!(rx.finish(), 0, "a blocked uid moved data");
     drop(tx);
     // Other users are not affected.
-    let other = As {
-        ns: &env.a,
-        uid: BLOCKED + 1,
-        counted: true,
-    };
-    assert_eq!(send(&env, other, "192.0.2.100", "7302", 100_000), 100_000);
+    let other = As::user(&env.a, BLOCKED + 1);
+    assert_eq!(env.send(other, "192.0.2.100", "7302", 100_000), 100_000);
 
     agent.stop();
     let text = fs::read_to_string(&env.config).expect("config");
     fs::write(&env.config, text.replace("\"64KiB\"", "\"1GiB\"")).expect("config");
     let agent = env.agent();
     wait_state(&env, "cut", "ok");
-    assert_eq!(send(&env, blocked, "192.0.2.100", "7303", 100_000), 100_000);
+    assert_eq!(env.send(blocked, "192.0.2.100", "7303", 100_000), 100_000);
     assert!(agent.logged("lifted"), "the lift is logged");
     drop(agent);
 }
@@ -309,14 +262,10 @@ command = 'echo "$TRAFMON_EVENT $TRAFMON_QUOTA $TRAFMON_TARGET $TRAFMON_USAGE $T
     let agent = env.agent();
     env.up(&[]);
     add_owner_rules(&env.a, ALERTED, false);
-    let who = As {
-        ns: &env.a,
-        uid: ALERTED,
-        counted: true,
-    };
-    send(&env, who, "192.0.2.100", "7400", 60_000);
+    let who = As::user(&env.a, ALERTED);
+    env.send(who, "192.0.2.100", "7400", 60_000);
     wait_state(&env, "mail", "warned");
-    send(&env, who, "192.0.2.100", "7401", 60_000);
+    env.send(who, "192.0.2.100", "7401", 60_000);
     wait_state(&env, "mail", "over");
     std::thread::sleep(Duration::from_secs(2));
     agent.stop();

@@ -13,11 +13,7 @@ fn report_json_and_table_equal_iptables() {
     for uid in UIDS {
         add_owner_rules(&env.a, uid, false);
     }
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let root_b = As::root(&env.b);
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for (i, uid) in UIDS.into_iter().enumerate() {
@@ -27,11 +23,7 @@ fn report_json_and_table_equal_iptables() {
         receivers.push(r);
         let bytes = (100_000 * (i as u64 + 1)).to_string();
         senders.push(env.traffic(
-            As {
-                ns: &env.a,
-                uid,
-                counted: true,
-            },
+            As::user(&env.a, uid),
             &["tcp-send", "192.0.2.100", &port, &bytes],
         ));
     }

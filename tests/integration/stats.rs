@@ -4,21 +4,10 @@
 use crate::harness::{As, Env, add_owner_rules, owner_counters};
 
 fn send(env: &Env, port: &str, count: &str) {
-    let receiver = env.traffic(
-        As {
-            ns: &env.b,
-            uid: 0,
-            counted: false,
-        },
-        &["udp-recv", "192.0.2.100", port, count],
-    );
+    let receiver = env.traffic(As::root(&env.b), &["udp-recv", "192.0.2.100", port, count]);
     receiver.wait_listening();
     env.traffic(
-        As {
-            ns: &env.a,
-            uid: 61301,
-            counted: true,
-        },
+        As::user(&env.a, 61301),
         &["udp-send", "192.0.2.100", port, "500", count],
     )
     .finish();

@@ -92,21 +92,8 @@ fn the_agent_counts_with_only_the_units_capabilities() {
     ]);
     env.up(&[]);
     add_owner_rules(&env.a, 61301, false);
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
-    let who = As {
-        ns: &env.a,
-        uid: 61301,
-        counted: true,
-    };
-    let rx = env.traffic(root_b, &["tcp-recv", "192.0.2.100", "7600", "1"]);
-    rx.wait_listening();
-    env.traffic(who, &["tcp-send", "192.0.2.100", "7600", "200000"])
-        .finish();
-    assert_eq!(rx.finish(), 200_000);
+    let who = As::user(&env.a, 61301);
+    assert_eq!(env.send(who, "192.0.2.100", "7600", 200_000), 200_000);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     agent.stop();
     let ours = assert_uid_tx(&env.counts(""), &env.a, 61301, false);

@@ -20,11 +20,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
     for uid in UIDS {
         add_owner_rules(&env.a, uid, true);
     }
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let root_b = As::root(&env.b);
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     for (i, uid) in UIDS.into_iter().enumerate() {
@@ -51,11 +47,7 @@ fn per_uid_egress_equals_iptables_owner_rules() {
             r.wait_listening();
         }
         receivers.extend(rx);
-        let who = As {
-            ns: &env.a,
-            uid,
-            counted: true,
-        };
+        let who = As::user(&env.a, uid);
         senders.push(env.traffic(
             who,
             &[
@@ -114,11 +106,7 @@ fn per_uid_ingress_equals_iptables_port_rules() {
     let env = Env::new("");
     let agent = env.agent();
     env.up(&[]);
-    let root_b = As {
-        ns: &env.b,
-        uid: 0,
-        counted: false,
-    };
+    let root_b = As::root(&env.b);
     let mut rule_names: BTreeMap<u32, Vec<(bool, String)>> = BTreeMap::new();
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
@@ -139,11 +127,7 @@ fn per_uid_ingress_equals_iptables_port_rules() {
             );
             rule_names.entry(uid).or_default().push((v6, name));
         }
-        let who = As {
-            ns: &env.a,
-            uid,
-            counted: true,
-        };
+        let who = As::user(&env.a, uid);
         let rx = [
             env.traffic(who, &["tcp-recv", "192.0.2.1", &ports[0], "1"]),
             env.traffic(who, &["tcp-recv", "2001:db8::1", &ports[1], "1"]),

@@ -10,7 +10,7 @@ use trafmon_common::{
 
 use crate::{
     count::{Dir, atomic_add},
-    maps::{ENFORCE, ENFORCE_UID, ENFORCE4, ENFORCE6, settings},
+    maps::{self, ENFORCE, ENFORCE_UID, ENFORCE4, ENFORCE6},
 };
 
 /// What happens to a packet.
@@ -45,7 +45,7 @@ fn atomic_fetch_add(p: *mut u64, v: u64) -> u64 {
 /// The verdict for a packet of a UID.
 #[inline(always)]
 pub fn uid(uid: u32, dir: Dir, bytes: u64) -> Verdict {
-    if settings() & SETTING_ENFORCE_UID == 0 {
+    if maps::settings() & SETTING_ENFORCE_UID == 0 {
         return Verdict::Pass;
     }
     // SAFETY: the value is a plain u32 copied out at once.
@@ -55,10 +55,11 @@ pub fn uid(uid: u32, dir: Dir, bytes: u64) -> Verdict {
     }
 }
 
-/// The verdict for a packet of an address (the one it is counted under).
+/// The verdict for a packet of an address (the one it is counted under);
+/// `settings` is the packet's one read of `SETTINGS`.
 #[inline(always)]
-pub fn ip(key: &IpKey, dir: Dir, bytes: u64) -> Verdict {
-    if settings() & SETTING_ENFORCE_IP == 0 {
+pub fn ip(settings: u32, key: &IpKey, dir: Dir, bytes: u64) -> Verdict {
+    if settings & SETTING_ENFORCE_IP == 0 {
         return Verdict::Pass;
     }
     let slot = if key.family == FAMILY_IPV4 {

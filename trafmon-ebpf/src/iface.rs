@@ -1,12 +1,14 @@
 //! Per-interface and per-IP counting at the tc hooks.
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
-use trafmon_common::{FAMILY_IPV4, FAMILY_IPV6, IpKey, KIND_IFACE, KIND_IP};
+use trafmon_common::{
+    FAMILY_IPV4, FAMILY_IPV6, IpKey, KIND_IFACE, KIND_IP, SETTING_LOCAL_NETWORKS,
+};
 
 use crate::{
     count::{Dir, count},
     enforce::{self, Verdict},
-    maps::{IFACE_A, IFACE_B, IP_A, IP_B, LOCAL4, LOCAL6, local_networks, side},
+    maps::{IFACE_A, IFACE_B, IP_A, IP_B, LOCAL4, LOCAL6, settings, side},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -22,10 +24,12 @@ const ETH_P_IPV6: u16 = 0x86DD;
 #[inline(always)]
 pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
     let side = side();
+    let settings = settings();
     let frame_len = ctx.len();
-    let verdict = match ip_key(ctx, dir, l2_len, frame_len) {
+    let local = settings & SETTING_LOCAL_NETWORKS != 0;
+    let verdict = match ip_key(ctx, dir, l2_len, frame_len, local) {
         Ok((key, ip_dir, ip_len)) => {
-            let verdict = enforce::ip(&key, ip_dir, u64::from(ip_len));
+            let verdict = enforce::ip(settings, &key, ip_dir, u64::from(ip_len));
             if verdict != Verdict::Drop {
                 let ips = if side == 0 { &IP_A } else { &IP_B };
                 count(ips, &key, ip_dir, u64::from(ip_len), side, KIND_IP);
@@ -71,17 +75,22 @@ fn pick(dir: Dir, src_local: bool, dst_local: bool) -> Ours {
 }
 
 /// The address on our side, the direction for it (rx: towards it, tx: from
-/// it) and the packet's IP length.
+/// it) and the packet's IP length; `local`: local networks are configured.
 ///
 /// The IP length is the frame minus the link-layer header, but never more
 /// than the header's own length field says, so that Ethernet padding of
 /// short frames is not counted (iptables does not count it either). A length
 /// field of 0 (IPv6 jumbograms, BIG TCP) falls back to the frame length.
 #[inline(always)]
-fn ip_key(ctx: &TcContext, dir: Dir, l2: u32, frame_len: u32) -> Result<(IpKey, Dir, u32), i64> {
+fn ip_key(
+    ctx: &TcContext,
+    dir: Dir,
+    l2: u32,
+    frame_len: u32,
+    local: bool,
+) -> Result<(IpKey, Dir, u32), i64> {
     let l3_len = frame_len.saturating_sub(l2);
     let l2 = l2 as usize;
-    let local = local_networks();
     let mut key = IpKey {
         addr: [0; 16],
         family: 0,

@@ -10,8 +10,7 @@ use aya_ebpf::{
 };
 use trafmon_common::{
     Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, ENFORCE_NET_ENTRIES,
-    ENFORCE_SLOTS, ENFORCE_UID_ENTRIES, Enforcement, IpKey, KINDS, LOCAL_NETWORK_ENTRIES,
-    SETTING_LOCAL_NETWORKS, SIDES,
+    ENFORCE_SLOTS, ENFORCE_UID_ENTRIES, Enforcement, IpKey, KINDS, LOCAL_NETWORK_ENTRIES, SIDES,
 };
 
 #[map]
@@ -52,12 +51,6 @@ pub static ENFORCE6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(ENFORCE_NET_ENTRIE
 #[inline(always)]
 pub fn settings() -> u32 {
     SETTINGS.get(0).map_or(0, |flags| *flags)
-}
-
-/// True when local networks are configured.
-#[inline(always)]
-pub fn local_networks() -> bool {
-    settings() & SETTING_LOCAL_NETWORKS != 0
 }
 
 /// The side that programs write now: 0 (A) or 1 (B).

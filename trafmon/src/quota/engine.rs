@@ -42,6 +42,12 @@ impl Event {
     }
 }
 
+/// True when `used` reaches the warning threshold of `q`.
+fn at_warning(q: &Quota, used: u64) -> bool {
+    q.warn_percent
+        .is_some_and(|p| u128::from(used) * 100 >= u128::from(q.limit) * u128::from(p))
+}
+
 /// The state after a step at `now` with `used` bytes in the period that
 /// starts at `period_start`, and the events of the step.
 pub fn step(
@@ -63,14 +69,13 @@ pub fn step(
     }
     // A crossing is a move from below to at or above; falling below again
     // (a raised limit) makes the next crossing a new one.
-    match q.warn_percent {
-        Some(p) if u128::from(used) * 100 >= u128::from(q.limit) * u128::from(p) => {
-            if !s.warned {
-                s.warned = true;
-                events.push(Event::Warning);
-            }
+    if at_warning(q, used) {
+        if !s.warned {
+            s.warned = true;
+            events.push(Event::Warning);
         }
-        _ => s.warned = false,
+    } else {
+        s.warned = false;
     }
     if used >= q.limit {
         if !s.acted {
@@ -102,10 +107,7 @@ pub fn describe(q: &Quota, s: &State, used: u64) -> String {
         }
         return what.into();
     }
-    if s.warned
-        || q.warn_percent
-            .is_some_and(|p| u128::from(used) * 100 >= u128::from(q.limit) * u128::from(p))
-    {
+    if s.warned || at_warning(q, used) {
         "warned".into()
     } else {
         "ok".into()

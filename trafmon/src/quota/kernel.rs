@@ -150,6 +150,9 @@ pub struct Enforcer {
     net4: LpmTrie<MapData, [u8; 4], u32>,
     net6: LpmTrie<MapData, [u8; 16], u32>,
     settings: Array<MapData, u32>,
+    /// What the maps hold since the last successful sync (None: not known,
+    /// after opening or a failed sync).
+    synced: Option<Wanted>,
 }
 
 fn write(name: &'static str) -> impl Fn(MapError) -> CountersError {
@@ -169,14 +172,21 @@ impl Enforcer {
             net4: open_as(pins, common::ENFORCE4)?,
             net6: open_as(pins, common::ENFORCE6)?,
             settings: open_as(pins, common::SETTINGS)?,
+            synced: None,
         })
     }
 
     /// Makes the maps hold `w`. Slots are written before the keys that
     /// point to them, and emptied only after no key points to them. A slot
     /// whose action and rate are unchanged is left alone, so its bucket
-    /// keeps running.
+    /// keeps running. Nothing is read or written when the maps already
+    /// hold `w`: the agent is their only writer.
     pub fn sync(&mut self, w: &Wanted) -> Result<(), CountersError> {
+        let previous = self.synced.take();
+        if previous.as_ref() == Some(w) {
+            self.synced = previous;
+            return Ok(());
+        }
         for (&slot, e) in &w.slots {
             let now = self.slots.get(&slot, 0).map_err(read(common::ENFORCE))?;
             if (now.action, now.rate, now.burst_ns) != (e.action, e.rate, e.burst_ns) {
@@ -215,7 +225,13 @@ impl Enforcer {
             .set(0, flags, 0)
             .map_err(write(common::SETTINGS))?;
 
-        for slot in 0..common::ENFORCE_SLOTS {
+        // Only the slots the last sync wrote can need emptying; without a
+        // last sync, any slot can.
+        let stale: Vec<u32> = match &previous {
+            Some(p) => p.slots.keys().copied().collect(),
+            None => (0..common::ENFORCE_SLOTS).collect(),
+        };
+        for slot in stale {
             if w.slots.contains_key(&slot) {
                 continue;
             }
@@ -226,6 +242,7 @@ impl Enforcer {
                     .map_err(write(common::ENFORCE))?;
             }
         }
+        self.synced = Some(w.clone());
         Ok(())
     }
 

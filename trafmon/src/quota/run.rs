@@ -117,7 +117,8 @@ impl Engine {
             self.states.insert(q.name.clone(), state);
             notices.extend(mine);
         }
-        // Every step, not only on a change: a failed sync is retried.
+        // Every step, not only on a change: a failed sync is retried (a
+        // sync with nothing to change costs nothing).
         let wanted = kernel::wanted(&self.config, &self.states);
         self.enforcer.sync(&wanted)?;
         for n in &notices {

@@ -8,7 +8,10 @@ use std::{fmt, net::IpAddr};
 use jiff::{Span, SpanRelativeTo};
 use serde::{Deserialize, Deserializer, de};
 
-use crate::store::{Entity, Kind};
+use crate::{
+    config::MonthStartDay,
+    store::{Entity, Kind},
+};
 
 /// One quota, validated.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -299,21 +302,6 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct StartDay(i8);
-
-impl<'de> Deserialize<'de> for StartDay {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match i8::try_from(n) {
-            Ok(day @ 1..=31) => Ok(Self(day)),
-            _ => Err(de::Error::custom(format!(
-                "{n} is not a day of the month (1 to 31)"
-            ))),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum PeriodName {
@@ -343,7 +331,7 @@ struct RawQuota {
     direction: Direction,
     #[serde(default = "month")]
     period: PeriodName,
-    start_day: Option<StartDay>,
+    start_day: Option<MonthStartDay>,
     warn: Option<Percent>,
     #[serde(default = "alert")]
     action: ActionName,
