@@ -192,9 +192,9 @@ rate = "1MiB/s"
 
 const BLOCKED: u32 = 61111;
 
-/// A blocked UID cannot complete a transfer; once the block is lifted (the
-/// limit raised, the agent restarted), it can. Blocking survives the
-/// restart until the engine lifts it.
+/// A blocked UID cannot complete a transfer, even after the agent is
+/// killed; once the block is lifted (the limit raised, the agent
+/// restarted), it can.
 #[test]
 fn a_blocked_uid_cannot_transfer_until_the_block_is_lifted() {
     let env = Env::new(&format!(
@@ -220,7 +220,16 @@ action = "block"
     let other = As::user(&env.a, BLOCKED + 1);
     assert_eq!(env.send(other, "192.0.2.100", "7302", 100_000), 100_000);
 
-    agent.stop();
+    // An agent that crashes leaves enforcement as it was.
+    agent.kill(libc::SIGKILL);
+    let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7304", 2);
+    assert_eq!(
+        rx.finish(),
+        0,
+        "a blocked uid moved data after the agent died"
+    );
+    drop(tx);
+
     let text = fs::read_to_string(&env.config).expect("config");
     fs::write(&env.config, text.replace("\"64KiB\"", "\"1GiB\"")).expect("config");
     let agent = env.agent();
