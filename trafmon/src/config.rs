@@ -12,7 +12,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use jiff::{Span, civil::Weekday, tz::TimeZone};
+use jiff::{Span, ToSpan as _, civil::Weekday, tz::TimeZone};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::{
@@ -256,6 +256,27 @@ impl Config {
             }
             if q.period == Period::Month(INHERIT_START_DAY) {
                 q.period = Period::Month(self.month_start_day.0);
+            }
+            // Usage is summed from the daily rows: they must outlive a period.
+            if let Some(kept) = &self.retention.daily.span {
+                let period = match q.period {
+                    Period::Month(_) => 31.days(),
+                    Period::Week => 7.days(),
+                    Period::Day => 1.days(),
+                };
+                let shorter = kept
+                    .compare((period, jiff::civil::date(2000, 1, 1)))
+                    .is_ok_and(|o| o.is_lt());
+                if shorter {
+                    return Err((
+                        i,
+                        format!(
+                            "retention.daily = \"{}\" is shorter than a {} period; usage would shrink as days are pruned",
+                            self.retention.daily.text,
+                            q.period.as_str()
+                        ),
+                    ));
+                }
             }
             if let Target::Group(g) = &q.target {
                 match self.groups.get(g) {
@@ -810,6 +831,10 @@ action = "block"
             (
                 "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nhold = \"soon\"\n",
                 "/etc/t.toml:4: quota[0].hold: `soon` is not a span",
+            ),
+            (
+                "[retention]\ndaily = \"20d\"\n[[quota]]\nuser = 1\nlimit = \"1GiB\"\n",
+                "/etc/t.toml:3: quota[0]: retention.daily = \"20d\" is shorter than a month period",
             ),
             (
                 "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nwarn = 120\n",
