@@ -9,7 +9,7 @@ use std::{
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use trafmon_common::{self as common, Counters, IpKey, KINDS, SIDES, overflow_slot};
 
-use crate::paths::PinDir;
+use crate::{batch, paths::PinDir};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -107,16 +107,24 @@ fn merge<K: Ord + Copy>(into: &mut BTreeMap<K, Counters>, from: &BTreeMap<K, Cou
 
 type Stats<K> = PerCpuHashMap<MapData, K, Counters>;
 
-fn clear_map<K: aya::Pod>(map: &mut Stats<K>, name: &'static str) -> Result<(), CountersError> {
-    let keys = map
-        .keys()
-        .collect::<Result<Vec<K>, _>>()
-        .map_err(|source| CountersError::Read { name, source })?;
-    for key in keys {
-        map.remove(&key)
-            .map_err(|source| CountersError::Write { name, source })?;
-    }
-    Ok(())
+fn fd_of<K: aya::Pod>(map: &Stats<K>) -> std::os::fd::BorrowedFd<'_> {
+    use aya::maps::IterableMap as _;
+    use std::os::fd::AsFd as _;
+    map.map().fd().as_fd()
+}
+
+/// Deletes every key, thousands per syscall ([`batch`]).
+fn clear_map<K: aya::Pod>(
+    map: &mut Stats<K>,
+    cpus: usize,
+    name: &'static str,
+) -> Result<(), CountersError> {
+    batch::delete_all::<K>(fd_of(map), cpus)
+        .map(drop)
+        .map_err(|e| CountersError::Write {
+            name,
+            source: MapError::IoError(e),
+        })
 }
 
 /// The pinned maps, opened.
@@ -127,6 +135,8 @@ pub struct Maps {
     /// The side selector.
     pub selector: Array<MapData, u32>,
     overflow: PerCpuArray<MapData, Counters>,
+    /// Possible CPUs: the number of values per key.
+    cpus: usize,
 }
 
 fn open(pins: &PinDir, name: &'static str) -> Result<Map, CountersError> {
@@ -148,20 +158,33 @@ where
     })
 }
 
+/// Every key with its values summed over CPUs, thousands per syscall
+/// ([`batch`]).
 fn sum_map<K: aya::Pod + Ord>(
     map: &Stats<K>,
+    cpus: usize,
     name: &'static str,
 ) -> Result<BTreeMap<K, Counters>, CountersError> {
     let mut out = BTreeMap::new();
-    for item in map.iter() {
-        let (key, per_cpu) = item.map_err(|source| CountersError::Read { name, source })?;
+    batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
         let mut total = Counters::ZERO;
-        for c in per_cpu.iter() {
+        for c in per_cpu {
             total.add(c);
         }
         out.insert(key, total);
-    }
+    })
+    .map_err(|e| CountersError::Read {
+        name,
+        source: MapError::IoError(e),
+    })?;
     Ok(out)
+}
+
+fn possible_cpus() -> Result<usize, CountersError> {
+    aya::util::nr_cpus().map_err(|(_, e)| CountersError::Read {
+        name: "possible CPUs",
+        source: MapError::IoError(e),
+    })
 }
 
 impl Maps {
@@ -176,6 +199,7 @@ impl Maps {
             ],
             selector: open_as(pins, common::SELECTOR)?,
             overflow: open_as(pins, common::OVERFLOW)?,
+            cpus: possible_cpus()?,
         })
     }
 
@@ -183,9 +207,13 @@ impl Maps {
     pub fn read_side(&self, side: u32) -> Result<Totals, CountersError> {
         let s = side as usize;
         let mut totals = Totals {
-            uids: sum_map(&self.uid[s], [common::UID_A, common::UID_B][s])?,
-            ips: sum_map(&self.ip[s], [common::IP_A, common::IP_B][s])?,
-            ifaces: sum_map(&self.iface[s], [common::IFACE_A, common::IFACE_B][s])?,
+            uids: sum_map(&self.uid[s], self.cpus, [common::UID_A, common::UID_B][s])?,
+            ips: sum_map(&self.ip[s], self.cpus, [common::IP_A, common::IP_B][s])?,
+            ifaces: sum_map(
+                &self.iface[s],
+                self.cpus,
+                [common::IFACE_A, common::IFACE_B][s],
+            )?,
             overflow: Default::default(),
         };
         for kind in 0..KINDS {
@@ -228,13 +256,14 @@ impl Maps {
     /// overflow slots. Only for the idle side, after a grace period.
     pub fn clear_side(&mut self, side: u32) -> Result<(), CountersError> {
         let s = side as usize;
-        clear_map(&mut self.uid[s], [common::UID_A, common::UID_B][s])?;
-        clear_map(&mut self.ip[s], [common::IP_A, common::IP_B][s])?;
-        clear_map(&mut self.iface[s], [common::IFACE_A, common::IFACE_B][s])?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| CountersError::Write {
-            name: common::OVERFLOW,
-            source: MapError::IoError(e),
-        })?;
+        let cpus = self.cpus;
+        clear_map(&mut self.uid[s], cpus, [common::UID_A, common::UID_B][s])?;
+        clear_map(&mut self.ip[s], cpus, [common::IP_A, common::IP_B][s])?;
+        clear_map(
+            &mut self.iface[s],
+            cpus,
+            [common::IFACE_A, common::IFACE_B][s],
+        )?;
         for kind in 0..KINDS {
             let zero = PerCpuValues::try_from(vec![Counters::ZERO; cpus]).map_err(|e| {
                 CountersError::Write {

@@ -1,6 +1,7 @@
 //! trafmon: the loader, counters, configuration and CLI of the agent.
 
 pub mod agent;
+pub mod batch;
 pub mod calendar;
 pub mod cli;
 pub mod cmd;

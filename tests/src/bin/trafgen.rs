@@ -9,6 +9,14 @@
 //! trafgen udp-recv ADDR PORT COUNT
 //! trafgen tcp-flood ADDR PORT SECONDS MAX_BYTES
 //! trafgen tcp-recv-for ADDR PORT SECONDS
+//! trafgen udp-blast ADDR PORT SIZE SECONDS
+//! trafgen udp-count ADDR PORT SECONDS
+//!
+//! `udp-blast` sends datagrams of SIZE payload bytes as fast as it can for
+//! SECONDS (at most 60), 64 per `sendmmsg` call, and prints `sent N` with N
+//! in datagrams; `udp-count` waits for the first datagram, counts those
+//! that arrive in the SECONDS after it (`recvmmsg`) and prints
+//! `received N`, in datagrams. The benchmarks measure packet rates with them.
 //!
 //! `tcp-flood` sends as fast as it can for SECONDS (at most 60) or until
 //! MAX_BYTES; `tcp-recv-for` reads one connection for SECONDS from its
@@ -69,6 +77,15 @@ fn main() -> ExitCode {
             arg(&args, 5, "max bytes"),
         ),
         "tcp-recv-for" => tcp_recv_for(
+            addr,
+            Duration::from_secs_f64(arg::<f64>(&args, 4, "seconds").clamp(0.0, 60.0)),
+        ),
+        "udp-blast" => udp_blast(
+            addr,
+            arg(&args, 4, "size"),
+            Duration::from_secs_f64(arg::<f64>(&args, 5, "seconds").clamp(0.0, 60.0)),
+        ),
+        "udp-count" => udp_count(
             addr,
             Duration::from_secs_f64(arg::<f64>(&args, 4, "seconds").clamp(0.0, 60.0)),
         ),
@@ -279,4 +296,121 @@ fn udp_recv(addr: SocketAddr, count: u32) -> std::io::Result<String> {
         }
     }
     Ok(format!("received {total}"))
+}
+
+/// Datagrams per `sendmmsg`/`recvmmsg` call.
+const BATCH: usize = 64;
+
+fn udp_socket_for(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    };
+    UdpSocket::bind(bind)
+}
+
+/// Sends datagrams of `size` bytes to `addr` as fast as the stack takes
+/// them, `BATCH` per `sendmmsg` (a hand-written loop: std has no batch
+/// send), until `seconds` have passed.
+fn udp_blast(addr: SocketAddr, size: usize, seconds: Duration) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd as _;
+    let socket = udp_socket_for(addr)?;
+    socket.connect(addr)?;
+    socket.set_write_timeout(Some(Duration::from_millis(100)))?;
+    let payload = vec![0xa5u8; size];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: size,
+    };
+    // SAFETY: mmsghdr is plain data; zero is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &raw mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let deadline = Instant::now() + seconds;
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        // SAFETY: `msgs` holds BATCH headers pointing to `iov` and
+        // `payload`, which outlive the call; the socket is connected.
+        let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+        if n > 0 {
+            sent += n as u64;
+        } else {
+            let e = std::io::Error::last_os_error();
+            // A full queue or a refused port (nobody listening yet) is
+            // not the end of the run.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::ECONNREFUSED)
+            ) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(format!("sent {sent}"))
+}
+
+/// Counts the datagrams that arrive at `addr` in the `seconds` after the
+/// first one (which must come within 10 s).
+fn udp_count(addr: SocketAddr, seconds: Duration) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd as _;
+    let socket = UdpSocket::bind(addr)?;
+    let fd = socket.as_raw_fd();
+    // A deep receive queue, so the counter is not the bottleneck.
+    let rcvbuf: libc::c_int = 32 << 20;
+    // SAFETY: setsockopt with a c_int option of its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&rcvbuf).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    println!("listening");
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = [0u8; 2048];
+    socket.recv_from(&mut buf)?;
+    socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain data; zero is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (m, iov) in msgs.iter_mut().zip(&mut iovs) {
+        m.msg_hdr.msg_iov = std::ptr::from_mut(iov);
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let deadline = Instant::now() + seconds;
+    let mut got = 0u64;
+    while Instant::now() < deadline {
+        // SAFETY: every header points to its own buffer, all of which
+        // outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n > 0 {
+            got += n as u64;
+        } else {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(format!("received {got}"))
 }

@@ -1,0 +1,156 @@
+//! The kernel's batch map operations on per-CPU counter maps
+//! (`BPF_MAP_LOOKUP_BATCH`, `BPF_MAP_LOOKUP_AND_DELETE_BATCH`,
+//! `BPF_MAP_UPDATE_BATCH`).
+//!
+//! Written by hand because aya 0.14 has no API for them and no maintained
+//! crate offers them over an aya map fd: aya reads a hash map with two
+//! syscalls per key (get-next-key, lookup) and deletes with one per key,
+//! where one batch syscall moves thousands of entries. The attribute layout
+//! and command numbers come from aya-obj's generated kernel bindings.
+
+use std::{
+    io,
+    mem::size_of,
+    os::fd::{AsRawFd as _, BorrowedFd},
+};
+
+use aya::Pod;
+use aya_obj::generated::{bpf_attr, bpf_cmd};
+use trafmon_common::Counters;
+
+/// Entries asked for per syscall; doubled when one hash bucket holds more.
+const CHUNK: usize = 8192;
+
+// Per-CPU values are laid out per key as one 8-byte aligned value per
+// possible CPU; Counters already is a multiple of 8 bytes.
+const _: () = assert!(size_of::<Counters>().is_multiple_of(8));
+
+fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
+    // SAFETY: `attr` is a zero-initialised bpf_attr whose batch fields point
+    // to buffers that outlive the call and are as large as `count` says.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a C union of integers; all zeroes is valid and is
+    // what the kernel expects in every field we do not set.
+    unsafe { std::mem::zeroed() }
+}
+
+fn raw_fd(fd: BorrowedFd<'_>) -> u32 {
+    u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX)
+}
+
+/// Walks every entry of a per-CPU hash map with `cpus` possible CPUs, in
+/// batches, calling `each` with the key and its per-CPU values. With
+/// `delete`, every entry walked is also deleted (in the same syscall).
+/// Returns how many entries were walked.
+fn walk<K: Pod>(
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+    delete: bool,
+    mut each: impl FnMut(K, &[Counters]),
+) -> io::Result<usize> {
+    let cmd = if delete {
+        bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH
+    } else {
+        bpf_cmd::BPF_MAP_LOOKUP_BATCH
+    };
+    let mut chunk = CHUNK;
+    let mut keys = vec![0u8; chunk * size_of::<K>()];
+    let mut values = vec![Counters::ZERO; chunk * cpus];
+    // Hash maps use a bucket index (u32) as the batch position.
+    let (mut pos_in, mut pos_out) = (0u32, 0u32);
+    let mut first = true;
+    let mut total = 0;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.batch.in_batch = if first {
+            0
+        } else {
+            std::ptr::from_ref(&pos_in) as u64
+        };
+        attr.batch.out_batch = std::ptr::from_mut(&mut pos_out) as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = u32::try_from(chunk).unwrap_or(u32::MAX);
+        attr.batch.map_fd = raw_fd(fd);
+        let result = bpf(cmd, &mut attr);
+        // SAFETY: the kernel wrote back the count of the batch union member.
+        let n = unsafe { attr.batch.count } as usize;
+        let done = match result {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            // One bucket holds more entries than fit: ask for more.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
+                chunk *= 2;
+                keys.resize(chunk * size_of::<K>(), 0);
+                values.resize(chunk * cpus, Counters::ZERO);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for i in 0..n.min(chunk) {
+            // SAFETY: the kernel wrote `n` packed keys of size_of::<K>()
+            // bytes; K is Pod, so any bytes are a valid K.
+            let key = unsafe {
+                std::ptr::read_unaligned(keys.as_ptr().add(i * size_of::<K>()).cast::<K>())
+            };
+            each(key, &values[i * cpus..(i + 1) * cpus]);
+        }
+        total += n;
+        if done {
+            return Ok(total);
+        }
+        pos_in = pos_out;
+        first = false;
+    }
+}
+
+/// Calls `each` with every key of a per-CPU counter map and its per-CPU
+/// values, reading thousands of entries per syscall.
+pub fn lookup_all<K: Pod>(
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+    each: impl FnMut(K, &[Counters]),
+) -> io::Result<usize> {
+    walk(fd, cpus, false, each)
+}
+
+/// Deletes every entry of a per-CPU counter map, thousands per syscall.
+/// Returns how many there were.
+pub fn delete_all<K: Pod>(fd: BorrowedFd<'_>, cpus: usize) -> io::Result<usize> {
+    walk::<K>(fd, cpus, true, |_, _| {})
+}
+
+/// Writes `keys[i]` with the per-CPU values `values[i * cpus..][..cpus]`,
+/// thousands per syscall (benchmarks fill maps with it).
+pub fn update<K: Pod>(
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+    keys: &[K],
+    values: &[Counters],
+) -> io::Result<()> {
+    assert_eq!(values.len(), keys.len() * cpus, "one value per key and CPU");
+    for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK * cpus)) {
+        let mut attr = zeroed_attr();
+        attr.batch.keys = k.as_ptr() as u64;
+        attr.batch.values = v.as_ptr() as u64;
+        attr.batch.count = u32::try_from(k.len()).unwrap_or(u32::MAX);
+        attr.batch.map_fd = raw_fd(fd);
+        bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    }
+    Ok(())
+}
