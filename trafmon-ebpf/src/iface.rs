@@ -54,6 +54,27 @@ pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
     verdict
 }
 
+/// The `N` bytes at `offset` of the packet: read straight from the linear
+/// data when they are there (no helper call), else copied with
+/// `bpf_skb_load_bytes` (headers outside the linear part are rare).
+#[inline(always)]
+fn header<const N: usize>(ctx: &TcContext, offset: usize) -> Result<[u8; N], i64> {
+    let start = ctx.data();
+    if start + offset + N <= ctx.data_end() {
+        // SAFETY: the N bytes lie within [data, data_end), checked above.
+        return Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) });
+    }
+    ctx.load(offset)
+}
+
+/// Bytes `at..at + N` of `h`.
+#[inline(always)]
+fn field<const N: usize, const H: usize>(h: &[u8; H], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&h[at..at + N]);
+    out
+}
+
 /// Which address of the packet is ours.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ours {
@@ -98,8 +119,9 @@ fn ip_key(
     let (ours, header_len) = match u16::from_be(ctx.skb.protocol() as u16) {
         ETH_P_IP => {
             key.family = FAMILY_IPV4;
-            let src: [u8; 4] = ctx.load(l2 + 12)?;
-            let dst: [u8; 4] = ctx.load(l2 + 16)?;
+            let h: [u8; 20] = header(ctx, l2)?;
+            let src: [u8; 4] = field(&h, 12);
+            let dst: [u8; 4] = field(&h, 16);
             let ours = if local {
                 let src_local = LOCAL4.get(Key::new(32, src)).is_some();
                 let dst_local = LOCAL4.get(Key::new(32, dst)).is_some();
@@ -109,12 +131,13 @@ fn ip_key(
             };
             let addr = if ours == Ours::Source { src } else { dst };
             key.addr[..4].copy_from_slice(&addr);
-            (ours, u32::from(u16::from_be(ctx.load::<u16>(l2 + 2)?)))
+            (ours, u32::from(u16::from_be_bytes(field(&h, 2))))
         }
         ETH_P_IPV6 => {
             key.family = FAMILY_IPV6;
-            let src: [u8; 16] = ctx.load(l2 + 8)?;
-            let dst: [u8; 16] = ctx.load(l2 + 24)?;
+            let h: [u8; 40] = header(ctx, l2)?;
+            let src: [u8; 16] = field(&h, 8);
+            let dst: [u8; 16] = field(&h, 24);
             let ours = if local {
                 let src_local = LOCAL6.get(Key::new(128, src)).is_some();
                 let dst_local = LOCAL6.get(Key::new(128, dst)).is_some();
@@ -123,7 +146,7 @@ fn ip_key(
                 pick(dir, false, false)
             };
             key.addr = if ours == Ours::Source { src } else { dst };
-            let payload = u32::from(u16::from_be(ctx.load::<u16>(l2 + 4)?));
+            let payload = u32::from(u16::from_be_bytes(field(&h, 4)));
             (ours, if payload == 0 { 0 } else { payload + 40 })
         }
         _ => return Err(0),

@@ -129,6 +129,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
                 seq = f.seq,
                 entities = f.entities,
                 us = f.duration_us,
+                phases = ?f.phases,
                 "flushed"
             ),
             Err(e) if stop => return Err(e.into()),

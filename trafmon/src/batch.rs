@@ -25,9 +25,13 @@ const CHUNK: usize = 8192;
 // possible CPU; Counters already is a multiple of 8 bytes.
 const _: () = assert!(size_of::<Counters>().is_multiple_of(8));
 
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
-    // SAFETY: `attr` is a zero-initialised bpf_attr whose batch fields point
-    // to buffers that outlive the call and are as large as `count` says.
+/// The raw bpf(2) call; returns what it returns (an fd for some commands).
+///
+/// # Safety
+/// `attr` must start zeroed (see [`zeroed_attr`]) with the fields of `cmd`
+/// set, and every pointer in it must be valid for the call.
+pub unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+    // SAFETY: the caller upholds the contract above.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -39,11 +43,13 @@ fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(ret)
     }
 }
 
-fn zeroed_attr() -> bpf_attr {
+/// An all-zero attribute, as the kernel wants every field a command does
+/// not use.
+pub fn zeroed_attr() -> bpf_attr {
     // SAFETY: bpf_attr is a C union of integers; all zeroes is valid and is
     // what the kernel expects in every field we do not set.
     unsafe { std::mem::zeroed() }
@@ -87,7 +93,9 @@ fn walk<K: Pod>(
         attr.batch.values = values.as_mut_ptr() as u64;
         attr.batch.count = u32::try_from(chunk).unwrap_or(u32::MAX);
         attr.batch.map_fd = raw_fd(fd);
-        let result = bpf(cmd, &mut attr);
+        // SAFETY: the batch fields point to `keys`, `values` and the
+        // positions, which outlive the call and hold `count` entries.
+        let result = unsafe { bpf(cmd, &mut attr) }.map(drop);
         // SAFETY: the kernel wrote back the count of the batch union member.
         let n = unsafe { attr.batch.count } as usize;
         let done = match result {
@@ -150,7 +158,9 @@ pub fn update<K: Pod>(
         attr.batch.values = v.as_ptr() as u64;
         attr.batch.count = u32::try_from(k.len()).unwrap_or(u32::MAX);
         attr.batch.map_fd = raw_fd(fd);
-        bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr)?;
+        // SAFETY: the batch fields point to `k` and `v`, which hold
+        // `count` entries and outlive the call.
+        unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) }?;
     }
     Ok(())
 }

@@ -55,6 +55,25 @@ pub struct Flushed {
     pub grace: Grace,
     /// Flip to recorded clear.
     pub duration_us: i64,
+    /// Where that time went.
+    pub phases: Phases,
+}
+
+/// Microseconds spent in each step of a flush.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Flipping the selector and waiting for the grace period.
+    pub flip_us: i64,
+    /// Reading the idle side and turning it into deltas.
+    pub drain_us: i64,
+    /// The store transaction.
+    pub commit_us: i64,
+    /// Emptying the idle side and recording that.
+    pub clear_us: i64,
+}
+
+fn us_since(t: Instant) -> i64 {
+    i64::try_from(t.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Owns the maps and the store for the agent.
@@ -68,6 +87,7 @@ pub struct Collector {
     fault: Option<Fault>,
     flushes: u32,
     last_prune: Option<i64>,
+    phases: Phases,
 }
 
 impl Collector {
@@ -83,6 +103,7 @@ impl Collector {
             fault,
             flushes: 0,
             last_prune: None,
+            phases: Phases::default(),
         }
     }
 
@@ -146,16 +167,19 @@ impl Collector {
             match &self.outstanding {
                 None => return Ok(()),
                 Some(Outstanding::Commit(commit)) => {
+                    let t = Instant::now();
                     self.store.commit(commit, &self.calendar)?;
+                    self.phases.commit_us = us_since(t);
                     let (seq, side) = (commit.seq, commit.side);
                     self.outstanding = Some(Outstanding::Clear { seq, side });
                     self.fault(Step::Commit);
                 }
                 &Some(Outstanding::Clear { seq, side }) => {
+                    let t = Instant::now();
                     self.maps.clear_side(side)?;
                     self.fault(Step::Clear);
-                    let us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
-                    self.store.mark_cleared(seq, Some(us))?;
+                    self.store.mark_cleared(seq, Some(us_since(started)))?;
+                    self.phases.clear_us = us_since(t);
                     self.outstanding = None;
                     self.fault(Step::Recorded);
                 }
@@ -171,11 +195,14 @@ impl Collector {
             self.finish_outstanding(started)?;
             tracing::info!("the outstanding flush is now stored");
         }
+        self.phases = Phases::default();
         let drained = self.maps.active_side()?;
         self.maps.set_active_side(1 - drained)?;
         self.fault(Step::Flip);
         let grace = grace::wait();
         self.fault(Step::Grace);
+        self.phases.flip_us = us_since(started);
+        let t = Instant::now();
         let totals = self.maps.read_side(drained)?;
         self.fault(Step::Drain);
         let commit = FlushCommit {
@@ -184,7 +211,10 @@ impl Collector {
             at,
             deltas: deltas(&totals, &self.groups),
         };
+        // Not needed past here; a flush of many keys should not hold both.
+        drop(totals);
         let (seq, entities) = (commit.seq, commit.deltas.len());
+        self.phases.drain_us = us_since(t);
         self.outstanding = Some(Outstanding::Commit(commit));
         self.finish_outstanding(started)?;
         self.prune(at);
@@ -192,7 +222,8 @@ impl Collector {
             seq,
             entities,
             grace,
-            duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            duration_us: us_since(started),
+            phases: self.phases,
         })
     }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask`: everything a newcomer would otherwise do by hand.
 
+mod bench;
 mod build;
 mod container;
 mod run;
@@ -31,6 +32,9 @@ enum Command {
     /// Build, install the tools the tests compare against, then run the unit
     /// and integration tests (needs root).
     Test(test::Options),
+    /// Build in release mode, then run every benchmark (needs root) and
+    /// write BENCHMARKS.md and benchmarks.json.
+    Bench(bench::Options),
     /// Build the agent's container image (static musl binary, FROM scratch)
     /// with podman, as localhost/trafmon:dev.
     Container,
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Build(o) => build::build(&o).map(drop),
         Command::Run(o) => run::run(&o),
         Command::Test(o) => test::test(&o),
+        Command::Bench(o) => bench::bench(&o),
         Command::Container => container::container().map(drop),
     };
     match result {

@@ -32,22 +32,23 @@ const TOOLS: [(&str, &str); 11] = [
     ("musl-gcc", "musl-tools"),
 ];
 
-/// Installs the missing test tools with apt-get.
-fn install_tools() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = TOOLS
+/// Installs the missing `(tool, Debian package)` pairs with apt-get.
+pub fn install(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| {
             !on_path(tool) && !std::path::Path::new("/usr/sbin").join(tool).exists()
         })
         .map(|(_, package)| *package)
         .collect();
+    missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
     if !on_path("apt-get") {
         bail!(
-            "missing test tools ({}) and no apt-get to install them",
+            "missing tools ({}) and no apt-get to install them",
             missing.join(", ")
         );
     }
@@ -57,7 +58,7 @@ fn install_tools() -> anyhow::Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
-    .context("cannot install the test tools")
+    .context("cannot install the missing tools")
 }
 
 /// Runs every test; fails (never skips) without root or a tool.
@@ -67,7 +68,7 @@ pub fn test(o: &Options) -> anyhow::Result<()> {
             "the integration tests load eBPF programs and need root: run `sudo -E cargo xtask test`"
         );
     }
-    install_tools()?;
+    install(&TOOLS)?;
     let binary = build::build(&build::Options { release: false })?;
     let linker = crate::setup::setup()?;
     let image = crate::container::container()?;
@@ -80,7 +81,7 @@ pub fn test(o: &Options) -> anyhow::Result<()> {
         "--package",
         "trafmon-common",
     ])
-    .args(["--package", "xtask"]);
+    .args(["--package", "xtask", "--package", "trafmon-bench"]);
     if let Some(f) = &o.filter {
         unit.arg("--").arg(f);
     }

@@ -1,0 +1,101 @@
+//! Live keys for the benchmarks: synthetic UIDs and addresses written into
+//! the pinned counter maps with the kernel's batch update, as if that many
+//! users and addresses had traffic since the last flush.
+
+use std::{
+    net::Ipv6Addr,
+    os::fd::{AsFd as _, BorrowedFd},
+    path::Path,
+};
+
+use anyhow::Context as _;
+use aya::maps::{Array, MapData};
+use trafmon::{batch, counters::key_of, paths::PinDir};
+use trafmon_common::{self as common, Counters, IpKey};
+
+/// The pinned maps the benchmarks fill.
+pub struct Live {
+    uid: [MapData; 2],
+    ip: [MapData; 2],
+    selector: Array<MapData, u32>,
+    cpus: usize,
+}
+
+/// First synthetic UID: far above any real user.
+const FIRST_UID: u32 = 2_000_000;
+
+/// The `i`-th synthetic address: 2001:db8:ffff::/48 (documentation space,
+/// never sent to; only a map key).
+fn address(i: u32) -> IpKey {
+    let [hi, lo] = [(i >> 16) as u16, i as u16];
+    key_of(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, hi, lo).into())
+}
+
+fn open(pins: &PinDir, name: &str) -> anyhow::Result<MapData> {
+    MapData::from_pin(pins.map(name)).with_context(|| format!("cannot open pinned map {name}"))
+}
+
+/// One counter value per CPU, as if every CPU had seen some traffic.
+fn values(n: usize, cpus: usize) -> Vec<Counters> {
+    vec![
+        Counters {
+            rx_bytes: 1500,
+            rx_packets: 1,
+            tx_bytes: 60,
+            tx_packets: 1,
+        };
+        n * cpus
+    ]
+}
+
+impl Live {
+    pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pins = PinDir::new(pin_dir);
+        Ok(Self {
+            uid: [open(&pins, common::UID_A)?, open(&pins, common::UID_B)?],
+            ip: [open(&pins, common::IP_A)?, open(&pins, common::IP_B)?],
+            selector: Array::try_from(aya::maps::Map::Array(open(&pins, common::SELECTOR)?))?,
+            cpus: aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
+        })
+    }
+
+    /// The side the programs write now.
+    pub fn active(&self) -> anyhow::Result<usize> {
+        Ok((self.selector.get(&0, 0)? & 1) as usize)
+    }
+
+    fn fd(map: &MapData) -> BorrowedFd<'_> {
+        map.fd().as_fd()
+    }
+
+    /// Writes `n` synthetic addresses into the IP map of `side`.
+    pub fn fill_ips(&self, side: usize, n: u32) -> anyhow::Result<()> {
+        let keys: Vec<IpKey> = (0..n).map(address).collect();
+        batch::update(
+            Self::fd(&self.ip[side]),
+            self.cpus,
+            &keys,
+            &values(keys.len(), self.cpus),
+        )
+        .context("cannot fill the IP map")
+    }
+
+    /// Writes `n` synthetic UIDs into the UID map of `side`.
+    pub fn fill_uids(&self, side: usize, n: u32) -> anyhow::Result<()> {
+        let keys: Vec<u32> = (FIRST_UID..FIRST_UID + n).collect();
+        batch::update(
+            Self::fd(&self.uid[side]),
+            self.cpus,
+            &keys,
+            &values(keys.len(), self.cpus),
+        )
+        .context("cannot fill the UID map")
+    }
+
+    /// Empties the UID and IP maps of `side`.
+    pub fn clear(&self, side: usize) -> anyhow::Result<()> {
+        batch::delete_all::<u32>(Self::fd(&self.uid[side]), self.cpus)?;
+        batch::delete_all::<IpKey>(Self::fd(&self.ip[side]), self.cpus)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! The floor of a bpf_stats figure: a cgroup_skb egress program that does
+//! nothing (`r0 = 1; exit`), attached next to trafmon's on the same cgroup
+//! and timed the same way. What it costs per run is the kernel's dispatch
+//! and the timing itself, which every program's figure includes.
+//!
+//! Loaded with the raw syscall because aya loads programs only from ELF
+//! objects; the attribute layout comes from aya-obj's kernel bindings.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+use anyhow::Context as _;
+use aya::programs::loaded_programs;
+use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
+use trafmon::batch::{bpf, zeroed_attr};
+
+/// Its name, as `bpftool prog` shows it.
+pub const NAME: &str = "trafbench_noop";
+
+/// The do-nothing program, attached to a cgroup's egress hook; detached on
+/// drop.
+pub struct Noop {
+    prog: OwnedFd,
+    cgroup: File,
+}
+
+impl Noop {
+    pub fn attach(cgroup: &Path) -> anyhow::Result<Self> {
+        // BPF_ALU64 | BPF_MOV | BPF_K to r0, imm 1; then BPF_JMP | BPF_EXIT.
+        let insns: [u64; 2] = [0xb7 | (1 << 32), 0x95];
+        let license = c"GPL";
+        let mut attr = zeroed_attr();
+        // SAFETY: writing plain integer fields of the union.
+        unsafe {
+            let load = &mut attr.__bindgen_anon_3;
+            load.prog_type = bpf_prog_type::BPF_PROG_TYPE_CGROUP_SKB as u32;
+            load.insn_cnt = 2;
+            load.insns = insns.as_ptr() as u64;
+            load.license = license.as_ptr() as u64;
+            load.expected_attach_type = bpf_attach_type::BPF_CGROUP_INET_EGRESS as u32;
+            for (d, s) in load.prog_name.iter_mut().zip(NAME.bytes()) {
+                *d = s as libc::c_char;
+            }
+        }
+        // SAFETY: insns and license outlive the call.
+        let fd = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }
+            .context("cannot load the noop program")?;
+        // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
+        let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let cgroup = File::open(cgroup).context("cannot open the cgroup")?;
+        let noop = Self { prog, cgroup };
+        noop.call(
+            bpf_cmd::BPF_PROG_ATTACH,
+            aya_obj::generated::BPF_F_ALLOW_MULTI,
+        )
+        .context("cannot attach the noop program")?;
+        Ok(noop)
+    }
+
+    fn call(&self, cmd: bpf_cmd, flags: u32) -> io::Result<i64> {
+        let mut attr = zeroed_attr();
+        // SAFETY: writing plain integer fields of the union.
+        unsafe {
+            let a = &mut attr.__bindgen_anon_5;
+            a.__bindgen_anon_1.target_fd = self.cgroup.as_raw_fd() as u32;
+            a.attach_bpf_fd = self.prog.as_raw_fd() as u32;
+            a.attach_type = bpf_attach_type::BPF_CGROUP_INET_EGRESS as u32;
+            a.attach_flags = flags;
+        }
+        // SAFETY: the attach fields hold two fds that are open.
+        unsafe { bpf(cmd, &mut attr) }
+    }
+
+    /// Its program id.
+    pub fn id(&self) -> anyhow::Result<u32> {
+        for info in loaded_programs() {
+            let info = info?;
+            if info.name_as_str() == Some(NAME) {
+                return Ok(info.id());
+            }
+        }
+        anyhow::bail!("the noop program is not loaded")
+    }
+}
+
+impl Drop for Noop {
+    fn drop(&mut self) {
+        let _ = self.call(bpf_cmd::BPF_PROG_DETACH, 0);
+    }
+}

@@ -1,0 +1,341 @@
+//! `trafbench`: trafmon's benchmarks on the real kernel, run by
+//! `cargo xtask bench` (as root, with release builds). Writes
+//! BENCHMARKS.md and benchmarks.json.
+
+mod fill;
+mod floor;
+mod flush;
+mod history;
+mod memory;
+mod packet;
+mod results;
+mod throughput;
+mod traffic;
+mod world;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+
+use crate::{
+    fill::Live,
+    results::{Results, Target},
+    throughput::{Others, Variant},
+    world::{Agent, Env},
+};
+
+/// trafmon's benchmarks (needs root).
+#[derive(Debug, Parser)]
+struct Cli {
+    /// The trafmon binary (release).
+    #[arg(long)]
+    trafmon: PathBuf,
+    /// The traffic generator (release).
+    #[arg(long)]
+    trafgen: PathBuf,
+    /// Where BENCHMARKS.md and benchmarks.json go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Small sizes and short runs: checks that every benchmark still runs,
+    /// without judging speed.
+    #[arg(long)]
+    quick: bool,
+    /// Only these benchmarks (comma-separated): packet, throughput, flush,
+    /// memory, report. Default: all.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<Bench>,
+}
+
+/// The benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Bench {
+    Packet,
+    Throughput,
+    Flush,
+    Memory,
+    Report,
+}
+
+/// Sizes, rounds and windows of one mode.
+struct Plan {
+    packet_keys: Vec<u32>,
+    packet_rounds: usize,
+    packet_window: Duration,
+    rate_rounds: usize,
+    rate_window: Duration,
+    flush_keys: Vec<u32>,
+    flush_rounds: usize,
+    memory_keys: u32,
+    memory_flushes: u32,
+    report_users: u32,
+    report_runs: usize,
+    map_entries: u32,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                packet_keys: vec![1, 1000],
+                packet_rounds: 1,
+                packet_window: Duration::from_millis(300),
+                rate_rounds: 1,
+                rate_window: Duration::from_millis(400),
+                flush_keys: vec![1000, 10_000],
+                flush_rounds: 1,
+                memory_keys: 10_000,
+                memory_flushes: 1,
+                report_users: 20,
+                report_runs: 1,
+                map_entries: 16_384,
+            }
+        } else {
+            Self {
+                packet_keys: vec![1, 1000, 10_000, 100_000],
+                packet_rounds: 5,
+                packet_window: Duration::from_millis(1500),
+                rate_rounds: 7,
+                rate_window: Duration::from_secs(3),
+                flush_keys: vec![1000, 10_000, 100_000, 1_000_000],
+                flush_rounds: 5,
+                memory_keys: 100_000,
+                memory_flushes: 3,
+                report_users: 1000,
+                report_runs: 9,
+                // 2^20: the million keys of the flush benchmark.
+                map_entries: 1 << 20,
+            }
+        }
+    }
+}
+
+fn system(results: &mut Results) {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    results.kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let cpuinfo = read("/proc/cpuinfo");
+    results.cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map_or("unknown CPU".into(), |(_, m)| m.trim().to_owned());
+    results.cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    results.date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
+}
+
+/// The kernel must not be timing every program already: that would slow
+/// the throughput runs.
+fn stats_off() -> anyhow::Result<()> {
+    let on = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
+    if on.trim() == "1" {
+        bail!("kernel.bpf_stats_enabled is 1; set it to 0 for the throughput runs");
+    }
+    Ok(())
+}
+
+fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    let worst_at = |keys: u32| {
+        r.packet
+            .iter()
+            .filter(|p| p.keys == keys)
+            .max_by(|a, b| a.ns_per_run.total_cmp(&b.ns_per_run))
+    };
+    if let Some(p) = worst_at(10_000) {
+        t.push(Target {
+            what: "Per-packet cost, 10 k live keys (slowest program)".into(),
+            target: "≤ 50 ns".into(),
+            measured: format!("{:.1} ns ({})", p.ns_per_run, p.program),
+            met: p.ns_per_run <= 50.0,
+        });
+    }
+    for x in r
+        .throughput
+        .iter()
+        .filter(|x| x.variant.starts_with("trafmon"))
+    {
+        t.push(Target {
+            what: format!("Throughput with trafmon attached, {}", x.traffic),
+            target: "≥ 97 % of nothing attached".into(),
+            measured: format!("{:.1} %", x.ratio_to_bare * 100.0),
+            met: x.ratio_to_bare >= 0.97,
+        });
+    }
+    if let Some(f) = r.flush.iter().find(|f| f.keys == 100_000) {
+        t.push(Target {
+            what: "Flush of 100 k live keys".into(),
+            target: "≤ 50 ms".into(),
+            measured: format!("{:.1} ms", f.total_ms),
+            met: f.total_ms <= 50.0,
+        });
+    }
+    for l in r.report.iter().filter(|l| l.users == 1000) {
+        t.push(Target {
+            what: format!("`{}`, a year of history, 1 000 users", l.command),
+            target: "≤ 100 ms".into(),
+            measured: format!("{:.1} ms", l.median_ms),
+            met: l.median_ms <= 100.0,
+        });
+    }
+    if let Some(m) = r.memory.as_ref().filter(|m| m.keys == 100_000) {
+        t.push(Target {
+            what: "Agent peak resident set, 100 k live keys".into(),
+            target: "≤ 30 MB (28.6 MiB)".into(),
+            measured: format!("{:.1} MiB", m.peak_rss_mib),
+            met: m.peak_rss_mib * 1024.0 * 1024.0 <= 30e6,
+        });
+    }
+    t
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Results> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmarks load eBPF programs and need root");
+    }
+    let started = Instant::now();
+    let plan = Plan::new(cli.quick);
+    let mut results = Results {
+        quick: cli.quick,
+        ..Results::default()
+    };
+    system(&mut results);
+    let (trafmon, trafgen) = (cli.trafmon.as_path(), cli.trafgen.as_path());
+    let wanted = |b: Bench| cli.only.is_empty() || cli.only.contains(&b);
+
+    // The longest interval there is: the agent barely flushes meanwhile.
+    let env = Env::new("t", "5m", plan.map_entries)?;
+    let agent = Agent::start(trafmon, &env)?;
+    let live = Live::open(&env.pins)?;
+
+    if wanted(Bench::Packet) {
+        eprintln!("trafbench: per-packet cost");
+        results.packet = packet::run(
+            trafgen,
+            &env,
+            &live,
+            &plan.packet_keys,
+            plan.packet_rounds,
+            plan.packet_window,
+        )?;
+    }
+    if wanted(Bench::Throughput) {
+        throughput(trafgen, &plan, &env, &mut results)?;
+    }
+    agent.stop()?;
+    if wanted(Bench::Flush) {
+        eprintln!("trafbench: flush");
+        results.flush = flush::run(&env, &live, &plan.flush_keys, plan.flush_rounds)?;
+    }
+    if wanted(Bench::Memory) {
+        eprintln!("trafbench: agent memory");
+        results.memory = Some(memory::run(
+            trafmon,
+            &env,
+            plan.memory_keys,
+            plan.memory_flushes,
+        )?);
+    }
+    drop(live);
+    drop(env);
+    if wanted(Bench::Report) {
+        eprintln!("trafbench: report latency");
+        let dir = std::env::temp_dir().join(format!("trafbench-report-{}", std::process::id()));
+        results.report = history::run(
+            trafmon,
+            &dir,
+            plan.report_users,
+            &[&["report", "--monthly"], &["report"]],
+            plan.report_runs,
+        )?;
+    }
+    results.targets = targets(&results);
+    results.seconds = started.elapsed().as_secs_f64();
+    Ok(results)
+}
+
+/// Every throughput variant, UDP then TCP.
+fn throughput(trafgen: &Path, plan: &Plan, env: &Env, results: &mut Results) -> anyhow::Result<()> {
+    eprintln!("trafbench: throughput");
+    stats_off()?;
+    let others = Others::new()?;
+    results.notes.extend(others.notes.iter().cloned());
+    let mut variants = vec![
+        Variant {
+            name: "nothing attached".into(),
+            pair: &others.bare,
+            cgroup: None,
+        },
+        Variant {
+            name: "trafmon".into(),
+            pair: &env.pair,
+            cgroup: Some(&env.cgroup),
+        },
+    ];
+    for (name, pair) in &others.rules {
+        variants.push(Variant {
+            name: name.clone(),
+            pair,
+            cgroup: None,
+        });
+    }
+    results.throughput = throughput::compare(
+        trafgen,
+        &variants,
+        "UDP, 60-byte frames",
+        "packets/s",
+        false,
+        plan.rate_rounds,
+        plan.rate_window,
+    )?;
+    results.throughput.extend(throughput::compare(
+        trafgen,
+        &variants,
+        "TCP, one bulk stream",
+        "bit/s",
+        true,
+        plan.rate_rounds,
+        plan.rate_window,
+    )?);
+    Ok(())
+}
+
+fn write(out: &Path, results: &Results) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let md = out.join("BENCHMARKS.md");
+    std::fs::write(&md, results.markdown())
+        .with_context(|| format!("cannot write {}", md.display()))?;
+    let json = out.join("benchmarks.json");
+    std::fs::write(&json, serde_json::to_string_pretty(results)? + "\n")
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    eprintln!("trafbench: wrote {} and {}", md.display(), json.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).and_then(|r| {
+        write(&cli.out, &r)?;
+        Ok(r)
+    }) {
+        Ok(r) => {
+            for t in &r.targets {
+                eprintln!(
+                    "trafbench: {}: {} (target {}){}",
+                    t.what,
+                    t.measured,
+                    t.target,
+                    if t.met { "" } else { "  NOT MET" }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("trafbench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

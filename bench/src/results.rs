@@ -1,0 +1,285 @@
+//! What a benchmark run found, as JSON and as the Markdown of
+//! BENCHMARKS.md.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// The median of `samples` (the mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub kernel: String,
+    pub cpu: String,
+    pub cpus: usize,
+    pub quick: bool,
+    pub seconds: f64,
+    pub targets: Vec<Target>,
+    pub packet: Vec<PacketCost>,
+    pub throughput: Vec<Throughput>,
+    pub flush: Vec<Flush>,
+    pub report: Vec<Latency>,
+    pub memory: Option<Memory>,
+    pub notes: Vec<String>,
+}
+
+/// A target of DESIGN.md and what this run measured for it.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// Per-run cost of one program with `keys` live keys (bpf_stats).
+#[derive(Debug, Serialize)]
+pub struct PacketCost {
+    pub keys: u32,
+    pub program: String,
+    pub ns_per_run: f64,
+    pub runs: u64,
+    pub samples: Vec<f64>,
+}
+
+/// A throughput variant: its median and its ratio to nothing attached.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub traffic: String,
+    pub variant: String,
+    pub unit: String,
+    pub median: f64,
+    pub ratio_to_bare: f64,
+    pub samples: Vec<f64>,
+}
+
+/// Flushes of `keys` live keys, in milliseconds (medians).
+#[derive(Debug, Serialize)]
+pub struct Flush {
+    pub keys: u32,
+    pub total_ms: f64,
+    pub flip_ms: f64,
+    pub drain_ms: f64,
+    pub commit_ms: f64,
+    pub clear_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+/// A command's latency, in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub command: String,
+    pub users: u32,
+    pub history_rows: u64,
+    pub output_lines: usize,
+    pub median_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+/// The agent's memory with `keys` live keys.
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    pub keys: u32,
+    pub flushes: u32,
+    pub peak_rss_mib: f64,
+    /// The peak before the /metrics scrape: flushes only.
+    pub peak_before_scrape_mib: f64,
+    pub rss_mib: f64,
+    pub agent_flush_ms: Vec<f64>,
+}
+
+fn keys(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{} M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{} k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+fn rate(value: f64, unit: &str) -> String {
+    match unit {
+        "packets/s" => format!("{:.0} kpps", value / 1000.0),
+        "bit/s" => format!("{:.2} Gbit/s", value / 1e9),
+        _ => format!("{value:.1} {unit}"),
+    }
+}
+
+impl Results {
+    /// BENCHMARKS.md.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let _ = writeln!(m, "# trafmon benchmarks\n");
+        let _ = writeln!(
+            m,
+            "Written by `cargo xtask bench{}` on {}: Linux {}, {} ({} CPUs); the run took {:.0} s. \
+             Every comparison ran its variants alternately in the same run; figures are medians. \
+             The raw samples are in [benchmarks.json](benchmarks.json).\n",
+            if self.quick { " --quick" } else { "" },
+            self.date,
+            self.kernel,
+            self.cpu,
+            self.cpus,
+            self.seconds
+        );
+        let _ = writeln!(m, "## Targets (from DESIGN.md)\n");
+        let _ = writeln!(m, "| What | Target | Measured | Met |\n|---|---|---|---|");
+        for t in &self.targets {
+            let met = if t.met { "yes" } else { "**no**" };
+            let _ = writeln!(m, "| {} | {} | {} | {met} |", t.what, t.target, t.measured);
+        }
+        self.packet_section(&mut m);
+        self.throughput_section(&mut m);
+        self.flush_section(&mut m);
+        self.report_section(&mut m);
+        if let Some(mem) = &self.memory {
+            let _ = writeln!(m, "\n## Agent memory\n");
+            let _ = writeln!(
+                m,
+                "The real agent, flushing {} live keys {} times (and serving one /metrics scrape): \
+                 peak resident set (VmHWM) **{:.1} MiB** ({:.1} MiB before the scrape), resident at the end {:.1} MiB. \
+                 Its own flush durations: {} ms.",
+                keys(mem.keys),
+                mem.flushes,
+                mem.peak_rss_mib,
+                mem.peak_before_scrape_mib,
+                mem.rss_mib,
+                mem.agent_flush_ms
+                    .iter()
+                    .map(|v| format!("{v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(m, "\n## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(m, "- {n}");
+            }
+        }
+        m
+    }
+
+    fn packet_section(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n## Per-packet cost (kernel bpf_stats: run time / run count)\n"
+        );
+        let mut programs: Vec<&str> = self.packet.iter().map(|p| p.program.as_str()).collect();
+        programs.dedup();
+        programs.sort_unstable();
+        programs.dedup();
+        let _ = write!(m, "| Live keys |");
+        for p in &programs {
+            let _ = write!(m, " {p} (ns) |");
+        }
+        let _ = write!(m, "\n|---|");
+        for _ in &programs {
+            let _ = write!(m, "---|");
+        }
+        let _ = writeln!(m);
+        let mut sizes: Vec<u32> = self.packet.iter().map(|p| p.keys).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for n in sizes {
+            let _ = write!(m, "| {} |", keys(n));
+            for p in &programs {
+                match self.packet.iter().find(|c| c.keys == n && c.program == *p) {
+                    Some(c) => {
+                        let _ = write!(m, " {:.1} |", c.ns_per_run);
+                    }
+                    None => m.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(m);
+        }
+    }
+
+    fn throughput_section(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n## Throughput over a veth pair between two namespaces\n"
+        );
+        let _ = writeln!(
+            m,
+            "| Traffic | Variant | Median | Ratio to nothing attached |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|");
+        for t in &self.throughput {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {:.1} % |",
+                t.traffic,
+                t.variant,
+                rate(t.median, &t.unit),
+                t.ratio_to_bare * 100.0
+            );
+        }
+    }
+
+    fn flush_section(&self, m: &mut String) {
+        let _ = writeln!(m, "\n## Flush (flip, grace period, drain, commit, clear)\n");
+        let _ = writeln!(
+            m,
+            "| Live keys | Total (ms) | Flip + grace | Drain | Commit | Clear |\n|---|---|---|---|---|---|"
+        );
+        for f in &self.flush {
+            let _ = writeln!(
+                m,
+                "| {} | **{:.1}** | {:.2} | {:.1} | {:.1} | {:.1} |",
+                keys(f.keys),
+                f.total_ms,
+                f.flip_ms,
+                f.drain_ms,
+                f.commit_ms,
+                f.clear_ms
+            );
+        }
+    }
+
+    fn report_section(&self, m: &mut String) {
+        let _ = writeln!(m, "\n## Report latency over a year of history\n");
+        let _ = writeln!(
+            m,
+            "| Command | Users | History rows | Output lines | Median (ms) |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|---|");
+        for r in &self.report {
+            let _ = writeln!(
+                m,
+                "| `{}` | {} | {} | {} | {:.1} |",
+                r.command, r.users, r.history_rows, r.output_lines, r.median_ms
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn key_counts_read_as_people_write_them() {
+        assert_eq!(keys(1), "1");
+        assert_eq!(keys(10_000), "10 k");
+        assert_eq!(keys(1_000_000), "1 M");
+        assert_eq!(keys(1_500), "1500");
+    }
+}

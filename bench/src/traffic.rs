@@ -1,0 +1,194 @@
+//! Traffic for the benchmarks, from the project's own generator
+//! (`trafgen udp-blast`/`udp-count`, `tcp-flood`/`tcp-recv-for`): bounded
+//! in time and bytes, between the benchmark's own namespaces.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::world::{ADDR_A, ADDR_B, Cgroup, Netns, Pair};
+
+/// Payload of the small datagrams: 18 bytes make a 60-byte Ethernet frame,
+/// the smallest there is.
+pub const SMALL: &str = "18";
+
+/// The most a TCP run may send.
+const TCP_MAX_BYTES: &str = "68719476736";
+
+/// A running generator process.
+struct Running {
+    /// Taken by [`Running::finish`].
+    child: Option<Child>,
+    what: String,
+}
+
+impl Running {
+    fn spawn(
+        trafgen: &Path,
+        ns: &Netns,
+        cgroup: Option<&Cgroup>,
+        args: &[&str],
+        listens: bool,
+    ) -> anyhow::Result<Self> {
+        let mut child = ns
+            .command(trafgen, cgroup)?
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start trafgen {}", args[0]))?;
+        let what = format!("trafgen {}", args.join(" "));
+        if listens {
+            let mut line = String::new();
+            let stdout = child.stdout.as_mut().context("trafgen stdout")?;
+            BufReader::new(stdout).read_line(&mut line)?;
+            if line.trim() != "listening" {
+                bail!("{what} did not start listening");
+            }
+        }
+        Ok(Self {
+            child: Some(child),
+            what,
+        })
+    }
+
+    /// The number on its last line (`sent N` / `received N`).
+    fn finish(mut self) -> anyhow::Result<u64> {
+        let out = self
+            .child
+            .take()
+            .context("finished twice")?
+            .wait_with_output()?;
+        if !out.status.success() {
+            bail!("{} failed: {}", self.what, out.status);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .last()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("{}: unexpected output {text:?}", self.what))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// Small datagrams from `a` (in `cgroup`, if given) to `b` for `window`;
+/// returns the datagrams per second that arrived at `b`'s socket.
+pub fn udp_rate(
+    trafgen: &Path,
+    pair: &Pair,
+    cgroup: Option<&Cgroup>,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let port = "9000";
+    let sink = Running::spawn(
+        trafgen,
+        &pair.b,
+        None,
+        &["udp-count", ADDR_B, port, &secs(window)],
+        true,
+    )?;
+    // The sender outlasts the counting window, which starts at the first
+    // datagram.
+    let send_for = window + Duration::from_millis(700);
+    let blast = Running::spawn(
+        trafgen,
+        &pair.a,
+        cgroup,
+        &["udp-blast", ADDR_B, port, SMALL, &secs(send_for)],
+        false,
+    )?;
+    let received = sink.finish()?;
+    blast.finish()?;
+    Ok(received as f64 / window.as_secs_f64())
+}
+
+/// One bulk TCP stream from `a` (in `cgroup`, if given) to `b`; returns
+/// the bits per second that arrived in `window`.
+pub fn tcp_rate(
+    trafgen: &Path,
+    pair: &Pair,
+    cgroup: Option<&Cgroup>,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let port = "9001";
+    let sink = Running::spawn(
+        trafgen,
+        &pair.b,
+        None,
+        &["tcp-recv-for", ADDR_B, port, &secs(window)],
+        true,
+    )?;
+    let flood = Running::spawn(
+        trafgen,
+        &pair.a,
+        cgroup,
+        &["tcp-flood", ADDR_B, port, &secs(window), TCP_MAX_BYTES],
+        false,
+    )?;
+    let received = sink.finish()?;
+    flood.finish()?;
+    Ok(received as f64 * 8.0 / window.as_secs_f64())
+}
+
+/// Small datagrams both ways for `window`: `a` (in `cgroup`) sends to `b`
+/// while `b` sends to a socket of `a` in `cgroup`, so that every program
+/// (cgroup and tc, ingress and egress) runs. Returns the datagrams counted
+/// at both sockets.
+pub fn both_ways(
+    trafgen: &Path,
+    pair: &Pair,
+    cgroup: &Cgroup,
+    window: Duration,
+) -> anyhow::Result<u64> {
+    let send_for = secs(window + Duration::from_millis(500));
+    let sink_b = Running::spawn(
+        trafgen,
+        &pair.b,
+        None,
+        &["udp-count", ADDR_B, "9002", &secs(window)],
+        true,
+    )?;
+    let sink_a = Running::spawn(
+        trafgen,
+        &pair.a,
+        Some(cgroup),
+        &["udp-count", ADDR_A, "9003", &secs(window)],
+        true,
+    )?;
+    let to_b = Running::spawn(
+        trafgen,
+        &pair.a,
+        Some(cgroup),
+        &["udp-blast", ADDR_B, "9002", SMALL, &send_for],
+        false,
+    )?;
+    let to_a = Running::spawn(
+        trafgen,
+        &pair.b,
+        None,
+        &["udp-blast", ADDR_A, "9003", SMALL, &send_for],
+        false,
+    )?;
+    let got = sink_b.finish()? + sink_a.finish()?;
+    to_b.finish()?;
+    to_a.finish()?;
+    Ok(got)
+}
