@@ -68,28 +68,26 @@ impl Live {
         map.fd().as_fd()
     }
 
+    fn fill<K: aya::Pod>(&self, map: &MapData, keys: &[K]) -> anyhow::Result<()> {
+        batch::update(
+            Self::fd(map),
+            self.cpus,
+            keys,
+            &values(keys.len(), self.cpus),
+        )
+        .context("cannot fill a counter map")
+    }
+
     /// Writes `n` synthetic addresses into the IP map of `side`.
     pub fn fill_ips(&self, side: usize, n: u32) -> anyhow::Result<()> {
         let keys: Vec<IpKey> = (0..n).map(address).collect();
-        batch::update(
-            Self::fd(&self.ip[side]),
-            self.cpus,
-            &keys,
-            &values(keys.len(), self.cpus),
-        )
-        .context("cannot fill the IP map")
+        self.fill(&self.ip[side], &keys)
     }
 
     /// Writes `n` synthetic UIDs into the UID map of `side`.
     pub fn fill_uids(&self, side: usize, n: u32) -> anyhow::Result<()> {
         let keys: Vec<u32> = (FIRST_UID..FIRST_UID + n).collect();
-        batch::update(
-            Self::fd(&self.uid[side]),
-            self.cpus,
-            &keys,
-            &values(keys.len(), self.cpus),
-        )
-        .context("cannot fill the UID map")
+        self.fill(&self.uid[side], &keys)
     }
 
     /// Empties the UID and IP maps of `side`.

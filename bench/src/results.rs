@@ -176,7 +176,6 @@ impl Results {
             "\n## Per-packet cost (kernel bpf_stats: run time / run count)\n"
         );
         let mut programs: Vec<&str> = self.packet.iter().map(|p| p.program.as_str()).collect();
-        programs.dedup();
         programs.sort_unstable();
         programs.dedup();
         let _ = write!(m, "| Live keys |");

@@ -89,6 +89,22 @@ fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
 
+/// Runs the counting `sink` in `b`, then the `sender` in `a` (in
+/// `cgroup`, if given); returns what the sink counted.
+fn one_way(
+    trafgen: &Path,
+    pair: &Pair,
+    cgroup: Option<&Cgroup>,
+    sink: &[&str],
+    sender: &[&str],
+) -> anyhow::Result<u64> {
+    let sink = Running::spawn(trafgen, &pair.b, None, sink, true)?;
+    let sender = Running::spawn(trafgen, &pair.a, cgroup, sender, false)?;
+    let counted = sink.finish()?;
+    sender.finish()?;
+    Ok(counted)
+}
+
 /// Small datagrams from `a` (in `cgroup`, if given) to `b` for `window`;
 /// returns the datagrams per second that arrived at `b`'s socket.
 pub fn udp_rate(
@@ -97,26 +113,16 @@ pub fn udp_rate(
     cgroup: Option<&Cgroup>,
     window: Duration,
 ) -> anyhow::Result<f64> {
-    let port = "9000";
-    let sink = Running::spawn(
-        trafgen,
-        &pair.b,
-        None,
-        &["udp-count", ADDR_B, port, &secs(window)],
-        true,
-    )?;
     // The sender outlasts the counting window, which starts at the first
     // datagram.
-    let send_for = window + Duration::from_millis(700);
-    let blast = Running::spawn(
+    let send_for = secs(window + Duration::from_millis(700));
+    let received = one_way(
         trafgen,
-        &pair.a,
+        pair,
         cgroup,
-        &["udp-blast", ADDR_B, port, SMALL, &secs(send_for)],
-        false,
+        &["udp-count", ADDR_B, "9000", &secs(window)],
+        &["udp-blast", ADDR_B, "9000", SMALL, &send_for],
     )?;
-    let received = sink.finish()?;
-    blast.finish()?;
     Ok(received as f64 / window.as_secs_f64())
 }
 
@@ -128,23 +134,14 @@ pub fn tcp_rate(
     cgroup: Option<&Cgroup>,
     window: Duration,
 ) -> anyhow::Result<f64> {
-    let port = "9001";
-    let sink = Running::spawn(
+    let window_s = secs(window);
+    let received = one_way(
         trafgen,
-        &pair.b,
-        None,
-        &["tcp-recv-for", ADDR_B, port, &secs(window)],
-        true,
-    )?;
-    let flood = Running::spawn(
-        trafgen,
-        &pair.a,
+        pair,
         cgroup,
-        &["tcp-flood", ADDR_B, port, &secs(window), TCP_MAX_BYTES],
-        false,
+        &["tcp-recv-for", ADDR_B, "9001", &window_s],
+        &["tcp-flood", ADDR_B, "9001", &window_s, TCP_MAX_BYTES],
     )?;
-    let received = sink.finish()?;
-    flood.finish()?;
     Ok(received as f64 * 8.0 / window.as_secs_f64())
 }
 
