@@ -184,8 +184,11 @@ fn targets(r: &Results) -> Vec<Target> {
         t.push(Target {
             what: "Agent peak resident set, 100 k live keys".into(),
             target: "≤ 30 MB (28.6 MiB)".into(),
-            measured: format!("{:.1} MiB", m.peak_rss_mib),
-            met: m.peak_rss_mib * 1024.0 * 1024.0 <= 30e6,
+            measured: format!(
+                "{:.1} MiB with the keys, {:.1} MiB at startup",
+                m.peak_rss_mib, m.startup_peak_mib
+            ),
+            met: m.peak_rss_mib.max(m.startup_peak_mib) * 1024.0 * 1024.0 <= 30e6,
         });
     }
     t

@@ -56,6 +56,15 @@ pub fn run(trafmon: &Path, env: &Env, keys: u32, flushes: u32) -> anyhow::Result
     // weigh on the agent's reads of the store.
     env.reconfigure("2s", "state-memory")?;
     let agent = Agent::start(trafmon, env)?;
+    let pid = agent.child.id();
+    // Loading the programs parses the kernel's BTF once (aya's loader
+    // always does): a peak before any key exists. It is reported on its
+    // own, and the peak with live keys is measured from here on (writing
+    // 5 to clear_refs resets VmHWM to the current resident set).
+    let startup_peak_mib = status_mib(pid, "VmHWM:")?;
+    let startup_rss_mib = status_mib(pid, "VmRSS:")?;
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .context("cannot reset the agent's peak resident set")?;
     let live = Live::open(&env.pins)?;
     let mut agent_flush_ms = Vec::new();
     for _ in 0..flushes {
@@ -70,11 +79,12 @@ pub fn run(trafmon: &Path, env: &Env, keys: u32, flushes: u32) -> anyhow::Result
             }
         }
     }
-    let pid = agent.child.id();
     let before_scrape = status_mib(pid, "VmHWM:")?;
     let bytes = scrape(env)?;
     eprintln!("trafbench: /metrics answered with {bytes} bytes");
     let memory = Memory {
+        startup_peak_mib,
+        startup_rss_mib,
         peak_before_scrape_mib: before_scrape,
         keys,
         flushes,

@@ -92,6 +92,10 @@ pub struct Latency {
 pub struct Memory {
     pub keys: u32,
     pub flushes: u32,
+    /// VmHWM and VmRSS once the agent is counting, before any key.
+    pub startup_peak_mib: f64,
+    pub startup_rss_mib: f64,
+    /// VmHWM from then on (reset after startup), with the live keys.
     pub peak_rss_mib: f64,
     /// The peak before the /metrics scrape: flushes only.
     pub peak_before_scrape_mib: f64,
@@ -148,12 +152,17 @@ impl Results {
                 m,
                 "The real agent, flushing {} live keys {} times (and serving one /metrics scrape): \
                  peak resident set (VmHWM) **{:.1} MiB** ({:.1} MiB before the scrape), resident at the end {:.1} MiB. \
+                 That peak is measured from the moment the agent counts, before any key: loading the programs \
+                 peaked at {:.1} MiB (aya's loader parses the kernel's whole BTF) and left {:.1} MiB resident; \
+                 the peak is reset there (`5` into `/proc/PID/clear_refs`). \
                  Its own flush durations: {} ms.",
                 keys(mem.keys),
                 mem.flushes,
                 mem.peak_rss_mib,
                 mem.peak_before_scrape_mib,
                 mem.rss_mib,
+                mem.startup_peak_mib,
+                mem.startup_rss_mib,
                 mem.agent_flush_ms
                     .iter()
                     .map(|v| format!("{v:.0}"))

@@ -438,16 +438,17 @@ impl Env {
         let groups = trafmon::config::Config::parse(groups, "groups".as_ref())
             .expect("groups")
             .groups;
-        let live = trafmon::deltas::deltas_with(
-            &self.kernel(),
+        let mut live = trafmon::deltas::Builder::new(
             &groups,
             |u| u.to_string(),
             |i| (i == va).then(|| self.va.clone()),
         );
-        for d in live {
-            out.entry((d.entity.kind, d.entity.key))
+        self.kernel().drained().for_each(|d| live.push(d));
+        for d in live.finish() {
+            let (entity, _, counters) = d.into_parts();
+            out.entry((entity.kind, entity.key))
                 .or_default()
-                .add(&d.counters);
+                .add(&counters);
         }
         out
     }

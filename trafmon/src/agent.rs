@@ -144,6 +144,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
         if options.print {
             print_totals(collector.store())?;
         }
+        crate::memory::release_freed();
         if stop {
             tracing::info!("flushed and stopping; the pinned programs keep counting");
             return Ok(());

@@ -88,6 +88,25 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Adds one drained key.
+    pub fn push(&mut self, d: Drained) {
+        match d {
+            Drained::Uid(k, c) => self.uids.entry(k).or_default().add(&c),
+            Drained::Ip(k, c) => self.ips.entry(k).or_default().add(&c),
+            Drained::Iface(k, c) => self.ifaces.entry(k).or_default().add(&c),
+            Drained::Overflow(kind, c) => self.overflow[kind as usize].add(&c),
+        }
+    }
+
+    /// Every counter as drained keys.
+    pub fn drained(&self) -> impl Iterator<Item = Drained> + '_ {
+        let uids = self.uids.iter().map(|(k, c)| Drained::Uid(*k, *c));
+        let ips = self.ips.iter().map(|(k, c)| Drained::Ip(*k, *c));
+        let ifaces = self.ifaces.iter().map(|(k, c)| Drained::Iface(*k, *c));
+        let overflow = (0..KINDS).map(|k| Drained::Overflow(k, self.overflow[k as usize]));
+        uids.chain(ips).chain(ifaces).chain(overflow)
+    }
+
     /// Adds every counter of `other`.
     pub fn add(&mut self, other: &Self) {
         merge(&mut self.uids, &other.uids);
@@ -158,26 +177,39 @@ where
     })
 }
 
-/// Every key with its values summed over CPUs, thousands per syscall
-/// ([`batch`]).
-fn sum_map<K: aya::Pod + Ord>(
+/// Calls `each` with every key and its values summed over CPUs, thousands
+/// of keys per syscall ([`batch`]).
+fn sum_map<K: aya::Pod>(
     map: &Stats<K>,
     cpus: usize,
     name: &'static str,
-) -> Result<BTreeMap<K, Counters>, CountersError> {
-    let mut out = BTreeMap::new();
+    mut each: impl FnMut(K, Counters),
+) -> Result<(), CountersError> {
     batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
         let mut total = Counters::ZERO;
         for c in per_cpu {
             total.add(c);
         }
-        out.insert(key, total);
+        each(key, total);
     })
+    .map(drop)
     .map_err(|e| CountersError::Read {
         name,
         source: MapError::IoError(e),
-    })?;
-    Ok(out)
+    })
+}
+
+/// One key of a side, its values summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// A socket UID.
+    Uid(u32, Counters),
+    /// An address on our side.
+    Ip(IpKey, Counters),
+    /// An interface index.
+    Iface(u32, Counters),
+    /// What did not fit into the map of a kind ([`common::KIND_UID`], ...).
+    Overflow(u32, Counters),
 }
 
 fn possible_cpus() -> Result<usize, CountersError> {
@@ -203,19 +235,26 @@ impl Maps {
         })
     }
 
-    /// Everything that `side` holds now.
-    pub fn read_side(&self, side: u32) -> Result<Totals, CountersError> {
+    /// Everything that `side` holds now, key by key, without collecting
+    /// it (a flush of many keys turns them into deltas as they come).
+    pub fn drain_side(
+        &self,
+        side: u32,
+        mut each: impl FnMut(Drained),
+    ) -> Result<(), CountersError> {
         let s = side as usize;
-        let mut totals = Totals {
-            uids: sum_map(&self.uid[s], self.cpus, [common::UID_A, common::UID_B][s])?,
-            ips: sum_map(&self.ip[s], self.cpus, [common::IP_A, common::IP_B][s])?,
-            ifaces: sum_map(
-                &self.iface[s],
-                self.cpus,
-                [common::IFACE_A, common::IFACE_B][s],
-            )?,
-            overflow: Default::default(),
-        };
+        let cpus = self.cpus;
+        let [uid, ip, iface] = [
+            [common::UID_A, common::UID_B],
+            [common::IP_A, common::IP_B],
+            [common::IFACE_A, common::IFACE_B],
+        ]
+        .map(|names| names[s]);
+        sum_map(&self.uid[s], cpus, uid, |k, c| each(Drained::Uid(k, c)))?;
+        sum_map(&self.ip[s], cpus, ip, |k, c| each(Drained::Ip(k, c)))?;
+        sum_map(&self.iface[s], cpus, iface, |k, c| {
+            each(Drained::Iface(k, c))
+        })?;
         for kind in 0..KINDS {
             let per_cpu = self
                 .overflow
@@ -224,10 +263,19 @@ impl Maps {
                     name: common::OVERFLOW,
                     source,
                 })?;
+            let mut total = Counters::ZERO;
             for c in per_cpu.iter() {
-                totals.overflow[kind as usize].add(c);
+                total.add(c);
             }
+            each(Drained::Overflow(kind, total));
         }
+        Ok(())
+    }
+
+    /// Everything that `side` holds now.
+    pub fn read_side(&self, side: u32) -> Result<Totals, CountersError> {
+        let mut totals = Totals::default();
+        self.drain_side(side, |d| totals.push(d))?;
         Ok(totals)
     }
 

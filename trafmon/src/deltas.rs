@@ -8,68 +8,113 @@ use trafmon_common::{Counters, KIND_IFACE, KIND_IP, KIND_UID};
 
 use crate::{
     config::Cidr,
-    counters::{Totals, ip_of},
+    counters::{Drained, Totals, ip_of},
     ifaces,
-    store::{Delta, Entity, Kind},
+    store::{Delta, Kind, Subject},
     users,
 };
 
 /// Named groups of networks.
 pub type Groups = BTreeMap<String, Vec<Cidr>>;
 
-fn push(out: &mut Vec<Delta>, kind: Kind, key: String, label: String, counters: Counters) {
-    if !counters.is_zero() {
-        out.push(Delta {
-            entity: Entity { kind, key },
-            label,
-            counters,
-        });
-    }
+/// Turns drained keys into deltas as they come, so that a flush of many
+/// keys never holds them twice.
+pub struct Builder<'a, U, I> {
+    groups: &'a Groups,
+    uid_label: U,
+    iface_name: I,
+    out: Vec<Delta>,
+    group_sums: BTreeMap<&'a str, Counters>,
 }
 
-/// The deltas of `totals`; `iface_name` resolves an ifindex.
-pub fn deltas(totals: &Totals, groups: &Groups) -> Vec<Delta> {
-    deltas_with(totals, groups, users::label, ifaces::name_of)
+/// A [`Builder`] that names users and interfaces from the system.
+pub fn builder(groups: &Groups) -> Builder<'_, fn(u32) -> String, fn(u32) -> Option<String>> {
+    Builder::new(groups, users::label, ifaces::name_of)
 }
 
-/// [`deltas`] with the label lookups given (for tests).
-pub fn deltas_with(
-    totals: &Totals,
-    groups: &Groups,
-    uid_label: impl Fn(u32) -> String,
-    iface_name: impl Fn(u32) -> Option<String>,
-) -> Vec<Delta> {
-    let mut out = Vec::new();
-    for (uid, c) in &totals.uids {
-        push(&mut out, Kind::Uid, uid.to_string(), uid_label(*uid), *c);
+impl<'a, U, I> Builder<'a, U, I>
+where
+    U: Fn(u32) -> String,
+    I: Fn(u32) -> Option<String>,
+{
+    /// With the label lookups given (for tests).
+    pub fn new(groups: &'a Groups, uid_label: U, iface_name: I) -> Self {
+        Self {
+            groups,
+            uid_label,
+            iface_name,
+            out: Vec::new(),
+            group_sums: BTreeMap::new(),
+        }
     }
-    let mut group_sums: BTreeMap<&str, Counters> = BTreeMap::new();
-    for (key, c) in &totals.ips {
-        let ip = ip_of(key);
-        push(&mut out, Kind::Ip, ip.to_string(), ip.to_string(), *c);
-        for (name, nets) in groups {
-            if nets.iter().any(|n| n.contains(&ip)) {
-                group_sums.entry(name).or_default().add(c);
+
+    fn named(&mut self, kind: Kind, key: String, label: String, counters: Counters) {
+        self.out.push(Delta::named(kind, key, label, counters));
+    }
+
+    /// Adds one drained key; keys without traffic are skipped.
+    pub fn push(&mut self, d: Drained) {
+        match d {
+            Drained::Uid(_, c)
+            | Drained::Ip(_, c)
+            | Drained::Iface(_, c)
+            | Drained::Overflow(_, c)
+                if c.is_zero() => {}
+            Drained::Uid(uid, c) => {
+                self.named(Kind::Uid, uid.to_string(), (self.uid_label)(uid), c)
+            }
+            Drained::Ip(key, c) => {
+                let ip = ip_of(&key);
+                self.out.push(Delta {
+                    subject: Subject::Ip(ip),
+                    counters: c,
+                });
+                for (name, nets) in self.groups {
+                    if nets.iter().any(|n| n.contains(&ip)) {
+                        self.group_sums.entry(name).or_default().add(&c);
+                    }
+                }
+            }
+            Drained::Iface(ifindex, c) => {
+                let name = (self.iface_name)(ifindex).unwrap_or_else(|| format!("#{ifindex}"));
+                self.named(Kind::Iface, name.clone(), name, c);
+            }
+            Drained::Overflow(kind, c) => {
+                let name = match kind {
+                    KIND_UID => "uid",
+                    KIND_IP => "ip",
+                    KIND_IFACE => "iface",
+                    _ => return,
+                };
+                self.named(Kind::Overflow, name.into(), format!("({name} overflow)"), c);
             }
         }
     }
-    for (name, c) in group_sums {
-        push(&mut out, Kind::Group, name.into(), name.into(), c);
+
+    /// The deltas with the group sums, in entity order: the kernel hands
+    /// keys out in hash order, and the store's B-trees are written several
+    /// times faster in key order than at random.
+    pub fn finish(mut self) -> Vec<Delta> {
+        for (name, c) in std::mem::take(&mut self.group_sums) {
+            if !c.is_zero() {
+                self.named(Kind::Group, name.into(), name.into(), c);
+            }
+        }
+        self.out
+            .sort_unstable_by(|a, b| match (&a.subject, &b.subject) {
+                (Subject::Ip(x), Subject::Ip(y)) => x.cmp(y),
+                (Subject::Named(x, _), Subject::Named(y, _)) => x.cmp(y),
+                _ => a.kind().cmp(&b.kind()),
+            });
+        self.out
     }
-    for (ifindex, c) in &totals.ifaces {
-        let name = iface_name(*ifindex).unwrap_or_else(|| format!("#{ifindex}"));
-        push(&mut out, Kind::Iface, name.clone(), name, *c);
-    }
-    for (kind, name) in [(KIND_UID, "uid"), (KIND_IP, "ip"), (KIND_IFACE, "iface")] {
-        push(
-            &mut out,
-            Kind::Overflow,
-            name.into(),
-            format!("({name} overflow)"),
-            totals.overflow[kind as usize],
-        );
-    }
-    out
+}
+
+/// The deltas of `totals`.
+pub fn deltas(totals: &Totals, groups: &Groups) -> Vec<Delta> {
+    let mut b = builder(groups);
+    totals.drained().for_each(|d| b.push(d));
+    b.finish()
 }
 
 #[cfg(test)]
@@ -118,19 +163,20 @@ mod tests {
         let groups = crate::config::Config::parse(toml, "t".as_ref())
             .unwrap()
             .groups;
-        let d = deltas_with(
-            &totals,
+        let mut b = Builder::new(
             &groups,
             |u| format!("user{u}"),
             |i| (i == 3).then(|| "eth0".into()),
         );
+        totals.drained().for_each(|d| b.push(d));
+        let d: Vec<_> = b.finish().into_iter().map(Delta::into_parts).collect();
         let find = |kind, key: &str| {
             d.iter()
-                .find(|x| x.entity.kind == kind && x.entity.key == key)
-                .cloned()
+                .find(|(e, _, _)| e.kind == kind && e.key == key)
+                .map(|(_, label, c)| (label.clone(), *c))
         };
         assert_eq!(
-            find(Kind::Group, "cust").unwrap().counters,
+            find(Kind::Group, "cust").unwrap().1,
             Counters {
                 rx_bytes: 600,
                 rx_packets: 3,
@@ -138,14 +184,11 @@ mod tests {
                 tx_packets: 3
             }
         );
-        assert_eq!(find(Kind::Uid, "1000").unwrap().label, "user1000");
+        assert_eq!(find(Kind::Uid, "1000").unwrap().0, "user1000");
         assert!(find(Kind::Uid, "1001").is_none());
-        assert_eq!(find(Kind::Iface, "eth0").unwrap().counters, c(7, 7));
-        assert_eq!(find(Kind::Overflow, "ip").unwrap().counters.rx_bytes, 9);
+        assert_eq!(find(Kind::Iface, "eth0").unwrap().1, c(7, 7));
+        assert_eq!(find(Kind::Overflow, "ip").unwrap().1.rx_bytes, 9);
         assert!(find(Kind::Overflow, "uid").is_none());
-        assert_eq!(
-            find(Kind::Ip, "2001:db8::7").unwrap().counters.rx_bytes,
-            300
-        );
+        assert_eq!(find(Kind::Ip, "2001:db8::7").unwrap().1.rx_bytes, 300);
     }
 }

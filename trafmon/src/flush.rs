@@ -17,7 +17,7 @@ use crate::{
     calendar::{Calendar, Resolution},
     config::{Config, Retention},
     counters::{CountersError, Maps},
-    deltas::{Groups, deltas},
+    deltas::{self, Groups},
     fault::{Fault, Step},
     grace::{self, Grace},
     store::{FlushCommit, Store, StoreError},
@@ -203,16 +203,15 @@ impl Collector {
         self.fault(Step::Grace);
         self.phases.flip_us = us_since(started);
         let t = Instant::now();
-        let totals = self.maps.read_side(drained)?;
+        let mut deltas = deltas::builder(&self.groups);
+        self.maps.drain_side(drained, |d| deltas.push(d))?;
         self.fault(Step::Drain);
         let commit = FlushCommit {
             seq: self.store.next_seq()?,
             side: drained,
             at,
-            deltas: deltas(&totals, &self.groups),
+            deltas: deltas.finish(),
         };
-        // Not needed past here; a flush of many keys should not hold both.
-        drop(totals);
         let (seq, entities) = (commit.seq, commit.deltas.len());
         self.phases.drain_us = us_since(t);
         self.outstanding = Some(Outstanding::Commit(commit));

@@ -14,6 +14,7 @@ pub mod grace;
 pub mod ifaces;
 pub mod live;
 pub mod loader;
+pub mod memory;
 pub mod metrics;
 pub mod mounts;
 pub mod paths;

@@ -6,7 +6,9 @@
 
 use std::{
     collections::BTreeMap,
-    fmt, fs, io,
+    fmt::{self, Write as _},
+    fs, io,
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -143,15 +145,59 @@ pub struct Entity {
     pub key: String,
 }
 
+/// Whose traffic a [`Delta`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// An address: its key and its label are its text, written only when
+    /// committed (a flush may carry a million of them).
+    Ip(IpAddr),
+    /// Any other entity, with its label now (a user name).
+    Named(Entity, String),
+}
+
 /// Traffic of one entity in one flush.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delta {
     /// Whose.
-    pub entity: Entity,
-    /// Its label now (a user name).
-    pub label: String,
+    pub subject: Subject,
     /// How much.
     pub counters: Counters,
+}
+
+impl Delta {
+    /// The delta of an entity given by kind, key and label.
+    pub fn named(kind: Kind, key: String, label: String, counters: Counters) -> Self {
+        Self {
+            subject: Subject::Named(Entity { kind, key }, label),
+            counters,
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match &self.subject {
+            Subject::Ip(_) => Kind::Ip,
+            Subject::Named(e, _) => e.kind,
+        }
+    }
+
+    /// Entity, label and counters, owned.
+    pub fn into_parts(self) -> (Entity, String, Counters) {
+        match self.subject {
+            Subject::Ip(ip) => {
+                let key = ip.to_string();
+                (
+                    Entity {
+                        kind: Kind::Ip,
+                        key: key.clone(),
+                    },
+                    key,
+                    self.counters,
+                )
+            }
+            Subject::Named(entity, label) => (entity, label, self.counters),
+        }
+    }
 }
 
 /// One flush's deltas, committed together with its flush record.
@@ -462,13 +508,19 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql("begin a flush"))?;
         {
-            let mut entity = tx
+            // Looked up first: rewriting every entity's row in every flush
+            // would dirty its pages although the label rarely changes.
+            let mut find = tx
+                .prepare_cached("SELECT id, label FROM entity WHERE kind = ?1 AND key = ?2")
+                .map_err(sql("prepare the entity lookup"))?;
+            let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO entity (kind, key, label) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (kind, key) DO UPDATE SET label = excluded.label
-                     RETURNING id",
+                    "INSERT INTO entity (kind, key, label) VALUES (?1, ?2, ?3) RETURNING id",
                 )
-                .map_err(sql("prepare the entity upsert"))?;
+                .map_err(sql("prepare the entity insert"))?;
+            let mut relabel = tx
+                .prepare_cached("UPDATE entity SET label = ?2 WHERE id = ?1")
+                .map_err(sql("prepare the entity relabel"))?;
             let mut rows = Vec::with_capacity(buckets.len());
             for (table, _) in &buckets {
                 rows.push(
@@ -484,13 +536,34 @@ impl Store {
                     .map_err(sql("prepare a bucket upsert"))?,
                 );
             }
+            let mut text = String::new();
             for d in &flush.deltas {
-                let id: i64 = entity
-                    .query_row(
-                        params![d.entity.kind.as_str(), d.entity.key, d.label],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql("write an entity"))?;
+                let (kind, key, label) = match &d.subject {
+                    Subject::Ip(ip) => {
+                        text.clear();
+                        write!(text, "{ip}").expect("writing to a String");
+                        (Kind::Ip, text.as_str(), text.as_str())
+                    }
+                    Subject::Named(e, label) => (e.kind, e.key.as_str(), label.as_str()),
+                };
+                let found = find
+                    .query_row(params![kind.as_str(), key], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get_ref(1)?.as_str()? == label))
+                    })
+                    .optional()
+                    .map_err(sql("look up an entity"))?;
+                let id = match found {
+                    Some((id, true)) => id,
+                    Some((id, false)) => {
+                        relabel
+                            .execute(params![id, label])
+                            .map_err(sql("relabel an entity"))?;
+                        id
+                    }
+                    None => insert
+                        .query_row(params![kind.as_str(), key, label], |r| r.get(0))
+                        .map_err(sql("write an entity"))?,
+                };
                 let c = &d.counters;
                 for (stmt, (_, start)) in rows.iter_mut().zip(&buckets) {
                     stmt.execute(params![
@@ -616,8 +689,29 @@ impl Store {
         self.sum_rows(Resolution::Month, i64::MIN, i64::MAX)
     }
 
-    /// Per-entity sums of the rows of `res` with `from <= start < to`.
+    /// Per-entity sums of the rows of `res` with `from <= start < to`, by
+    /// kind and key.
     pub fn sum_rows(&self, res: Resolution, from: i64, to: i64) -> Result<Vec<Total>, StoreError> {
+        let mut out = Vec::new();
+        self.each_sum(res, from, to, |t| out.push(t))?;
+        out.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+        Ok(out)
+    }
+
+    /// Calls `each` with every all-time total, one at a time: a reader of
+    /// a million entities never holds them twice.
+    pub fn each_total(&self, each: impl FnMut(Total)) -> Result<(), StoreError> {
+        self.each_sum(Resolution::Month, i64::MIN, i64::MAX, each)
+    }
+
+    /// [`Store::sum_rows`] in the store's order, one at a time.
+    fn each_sum(
+        &self,
+        res: Resolution,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(Total),
+    ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -625,40 +719,37 @@ impl Store {
                         SUM(t.tx_bytes), SUM(t.tx_packets)
                  FROM {} t JOIN entity e ON e.id = t.entity
                  WHERE t.start >= ?1 AND t.start < ?2
-                 GROUP BY t.entity ORDER BY e.kind, e.key",
+                 GROUP BY t.entity",
                 res.table()
             ))
             .map_err(|e| self.sql("read totals", e))?;
-        let rows = stmt
-            .query_map(params![from, to], |r| {
-                let kind: String = r.get(0)?;
-                Ok((
-                    kind,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    Counters {
+        let mut rows = stmt
+            .query(params![from, to])
+            .map_err(|e| self.sql("read totals", e))?;
+        while let Some(r) = rows.next().map_err(|e| self.sql("read totals", e))? {
+            let read = || -> rusqlite::Result<Option<Total>> {
+                let Some(kind) = Kind::parse(r.get_ref(0)?.as_str()?) else {
+                    return Ok(None);
+                };
+                Ok(Some(Total {
+                    entity: Entity {
+                        kind,
+                        key: r.get(1)?,
+                    },
+                    label: r.get(2)?,
+                    counters: Counters {
                         rx_bytes: from_sql(r.get(3)?),
                         rx_packets: from_sql(r.get(4)?),
                         tx_bytes: from_sql(r.get(5)?),
                         tx_packets: from_sql(r.get(6)?),
                     },
-                ))
-            })
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| self.sql("read totals", e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(kind, key, label, counters)| {
-                Some(Total {
-                    entity: Entity {
-                        kind: Kind::parse(&kind)?,
-                        key,
-                    },
-                    label,
-                    counters,
-                })
-            })
-            .collect())
+                }))
+            };
+            if let Some(t) = read().map_err(|e| self.sql("read totals", e))? {
+                each(t);
+            }
+        }
+        Ok(())
     }
 
     /// Rows of `res` per entity and bucket start, for the report.
@@ -714,18 +805,18 @@ mod tests {
     }
 
     fn delta(kind: Kind, key: &str, rx: u64, tx: u64) -> Delta {
-        Delta {
-            entity: Entity {
-                kind,
-                key: key.into(),
+        let counters = Counters {
+            rx_bytes: rx,
+            rx_packets: 1,
+            tx_bytes: tx,
+            tx_packets: 1,
+        };
+        match (kind, key.parse()) {
+            (Kind::Ip, Ok(ip)) => Delta {
+                subject: Subject::Ip(ip),
+                counters,
             },
-            label: key.into(),
-            counters: Counters {
-                rx_bytes: rx,
-                rx_packets: 1,
-                tx_bytes: tx,
-                tx_packets: 1,
-            },
+            _ => Delta::named(kind, key.into(), key.into(), counters),
         }
     }
 

@@ -56,7 +56,7 @@ pub fn rates(before: &Lifetime, after: &Lifetime, seconds: f64) -> Vec<Rate> {
             let tx = now.tx_bytes.saturating_sub(then.tx_bytes) as f64 / seconds;
             (rx > 0.0 || tx > 0.0).then(|| Rate {
                 kind: entity.kind.as_str(),
-                label: label.clone(),
+                label: live::label(entity, label).to_owned(),
                 rx,
                 tx,
             })

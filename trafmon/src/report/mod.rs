@@ -365,7 +365,7 @@ mod tests {
     use jiff::{SignedDuration, civil::Weekday, tz::TimeZone};
 
     use super::*;
-    use crate::store::{Delta, Entity, FlushCommit};
+    use crate::store::{Delta, FlushCommit};
 
     /// Europe/Berlin, weeks from Sunday, months from the 15th; uid 1000
     /// sends 1000 B every hour from 2026-10-20 to 2026-10-28 (across the
@@ -379,18 +379,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("trafmon-report-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir.join("t.db")).unwrap();
-        let delta = |bytes| Delta {
-            entity: Entity {
-                kind: Kind::Uid,
-                key: "1000".into(),
-            },
-            label: "alice".into(),
-            counters: Counters {
-                rx_bytes: bytes,
-                rx_packets: 1,
-                tx_bytes: 0,
-                tx_packets: 0,
-            },
+        let delta = |bytes| {
+            Delta::named(
+                Kind::Uid,
+                "1000".into(),
+                "alice".into(),
+                Counters {
+                    rx_bytes: bytes,
+                    rx_packets: 1,
+                    tx_bytes: 0,
+                    tx_packets: 0,
+                },
+            )
         };
         let mut seq = 1;
         let mut commit = |at: Timestamp, bytes| {

@@ -23,10 +23,16 @@ use axum::{
 use jiff::Timestamp;
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{family::Family, gauge::Gauge},
     registry::Registry,
 };
 use trafmon_common::Counters;
+
+mod cap;
+mod entities;
+
+use cap::Caps;
+use entities::Entities;
 
 use crate::{
     config::Config,
@@ -67,44 +73,6 @@ pub enum MetricsError {
     Encode(#[from] std::fmt::Error),
 }
 
-/// One counter family per entity kind and measure.
-struct Entities {
-    bytes: Family<Labels, Counter>,
-    packets: Family<Labels, Counter>,
-}
-
-impl Entities {
-    fn new(registry: &mut Registry, name: &str, what: &str) -> Self {
-        let e = Self {
-            bytes: Family::default(),
-            packets: Family::default(),
-        };
-        registry.register(
-            format!("{name}_bytes"),
-            format!("Bytes per {what} since counting began, by direction (rx: received, tx: sent)"),
-            e.bytes.clone(),
-        );
-        registry.register(
-            format!("{name}_packets"),
-            format!("Packets per {what} since counting began, by direction"),
-            e.packets.clone(),
-        );
-        e
-    }
-
-    fn add(&self, labels: &Labels, c: &Counters) {
-        for (dir, bytes, packets) in [
-            ("rx", c.rx_bytes, c.rx_packets),
-            ("tx", c.tx_bytes, c.tx_packets),
-        ] {
-            let mut l = labels.clone();
-            l.push(("direction".into(), dir.into()));
-            self.bytes.get_or_create(&l).inc_by(bytes);
-            self.packets.get_or_create(&l).inc_by(packets);
-        }
-    }
-}
-
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -125,58 +93,45 @@ impl Source {
 
     /// The metrics text.
     pub fn render(&mut self) -> Result<String, MetricsError> {
-        let lifetime = live::read(&self.store, &self.maps, &self.config.groups)?;
-        let mut registry = Registry::with_prefix("trafmon");
-        let users = Entities::new(&mut registry, "user", "user (socket UID)");
-        let ips = Entities::new(&mut registry, "ip", "IP address");
-        let ifaces = Entities::new(&mut registry, "interface", "network interface");
-        let groups = Entities::new(&mut registry, "group", "group of addresses");
-        let overflow = Entities::new(
-            &mut registry,
-            "overflow",
-            "full map (counted, not attributed)",
-        );
-
-        let mut by_kind: BTreeMap<Kind, Vec<(&str, &str, &Counters)>> = BTreeMap::new();
-        for (entity, (label, c)) in &lifetime {
-            by_kind
-                .entry(entity.kind)
-                .or_default()
-                .push((&entity.key, label, c));
-        }
-        // Overflow always has its three series, so that "none" reads as 0.
-        let spilled = by_kind.remove(&Kind::Overflow).unwrap_or_default();
-        for map in ["uid", "ip", "iface"] {
-            let c = spilled
-                .iter()
-                .find(|(key, _, _)| *key == map)
-                .map_or(Counters::ZERO, |(_, _, c)| **c);
-            overflow.add(&labels(&[("map", map)]), &c);
-        }
         let max = self.config.metrics.max_series as usize;
-        for (kind, rows) in by_kind {
-            let (family, key_label) = match kind {
-                Kind::Uid => (&users, "uid"),
-                Kind::Ip => (&ips, "address"),
-                Kind::Iface => (&ifaces, "interface"),
-                _ => (&groups, "group"),
+        let exported = &self.exported;
+        let caps = live::read_with(
+            &self.store,
+            &self.maps,
+            &self.config.groups,
+            || Caps::new(exported, max),
+            |caps, entity, label, c| caps.offer(entity, label, c),
+        )?;
+        let mut registry = Registry::with_prefix("trafmon");
+        let mut users = Entities::new("user", "user (socket UID)", "uid");
+        let mut ips = Entities::new("ip", "IP address", "address");
+        let mut ifaces = Entities::new("interface", "network interface", "interface");
+        let mut groups = Entities::new("group", "group of addresses", "group");
+        let mut overflow = Entities::new("overflow", "full map (counted, not attributed)", "map");
+        let chosen = caps.finish();
+        cap::remember(&mut self.exported, &chosen);
+        let (per_kind, spilled) = chosen;
+        // Overflow always has its three series, so that "none" reads as 0.
+        for map in ["uid", "ip", "iface"] {
+            let c = spilled.get(map).copied().unwrap_or(Counters::ZERO);
+            overflow.add(map, "", &c);
+        }
+        for (kind, (kept, other)) in per_kind {
+            let family = match kind {
+                Kind::Uid => &mut users,
+                Kind::Ip => &mut ips,
+                Kind::Iface => &mut ifaces,
+                _ => &mut groups,
             };
-            let exported = self.exported.entry(kind).or_default();
-            let (kept, other) = cap_series(rows, exported, max);
             for (key, label, c) in kept {
-                let mut l = labels(&[(key_label, key)]);
-                if kind == Kind::Uid {
-                    l.push(("user".into(), label.to_owned()));
-                }
-                family.add(&l, c);
+                family.add(&key, &label, &c);
             }
             if let Some(other) = other {
-                let mut l = labels(&[(key_label, "other")]);
-                if kind == Kind::Uid {
-                    l.push(("user".into(), "other".into()));
-                }
-                family.add(&l, &other);
+                family.add("other", "other", &other);
             }
+        }
+        for family in [users, ips, ifaces, groups, overflow] {
+            registry.register_collector(Box::new(family));
         }
 
         self.quotas(&mut registry)?;
@@ -274,29 +229,6 @@ impl Source {
     }
 }
 
-/// Entities of one kind, (key, label, counters): those with their own
-/// series, and the sum of the rest (None when there is no rest). Entities
-/// in `exported` keep their series; new ones get one, biggest first, while
-/// fewer than `max` have one. `exported` grows accordingly.
-fn cap_series<'a>(
-    mut rows: Vec<(&'a str, &'a str, &'a Counters)>,
-    exported: &mut BTreeSet<String>,
-    max: usize,
-) -> (Vec<(&'a str, &'a str, &'a Counters)>, Option<Counters>) {
-    rows.sort_by_key(|(_, _, c)| std::cmp::Reverse(c.rx_bytes.saturating_add(c.tx_bytes)));
-    let mut kept = Vec::new();
-    let mut other: Option<Counters> = None;
-    for row in rows {
-        if exported.contains(row.0) || exported.len() < max {
-            exported.insert(row.0.to_owned());
-            kept.push(row);
-        } else {
-            other.get_or_insert(Counters::ZERO).add(row.2);
-        }
-    }
-    (kept, other)
-}
-
 /// The Prometheus text format (0.0.4) of OpenMetrics text.
 ///
 /// prometheus-client encodes OpenMetrics only, where a counter family
@@ -332,7 +264,11 @@ async fn scrape(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let rendered = match source.lock() {
-        Ok(mut s) => s.render(),
+        Ok(mut s) => {
+            let text = s.render();
+            crate::memory::release_freed();
+            text
+        }
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned").into_response(),
     };
     let openmetrics = headers
@@ -384,40 +320,6 @@ pub async fn bind(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(bytes: u64) -> Counters {
-        Counters {
-            rx_bytes: bytes,
-            ..Counters::ZERO
-        }
-    }
-
-    #[test]
-    fn the_biggest_get_series_and_keep_them_and_the_rest_is_other() {
-        let (a, b, x) = (c(10), c(500), c(300));
-        let mut exported = BTreeSet::new();
-        let (kept, other) = cap_series(
-            vec![("a", "a", &a), ("b", "b", &b), ("x", "x", &x)],
-            &mut exported,
-            2,
-        );
-        let keys: Vec<&str> = kept.iter().map(|r| r.0).collect();
-        assert_eq!(keys, ["b", "x"]);
-        assert_eq!(other, Some(c(10)));
-        // "a" grows past "x", but "x" keeps its series: "other" never
-        // goes backwards while the agent runs.
-        let (a, b, x) = (c(1000), c(500), c(300));
-        let (kept, other) = cap_series(
-            vec![("a", "a", &a), ("b", "b", &b), ("x", "x", &x)],
-            &mut exported,
-            2,
-        );
-        let keys: Vec<&str> = kept.iter().map(|r| r.0).collect();
-        assert_eq!(keys, ["b", "x"]);
-        assert_eq!(other, Some(c(1000)));
-        let (_, other) = cap_series(vec![("b", "b", &b)], &mut exported, 2);
-        assert_eq!(other, None);
-    }
 
     #[test]
     fn counters_get_their_total_name_in_the_text_format() {
