@@ -27,8 +27,11 @@ pub struct Builder<'a, U, I> {
     group_sums: BTreeMap<&'a str, Counters>,
 }
 
+/// The [`Builder`] of [`builder`].
+pub type SystemBuilder<'a> = Builder<'a, fn(u32) -> String, fn(u32) -> Option<String>>;
+
 /// A [`Builder`] that names users and interfaces from the system.
-pub fn builder(groups: &Groups) -> Builder<'_, fn(u32) -> String, fn(u32) -> Option<String>> {
+pub fn builder(groups: &Groups) -> SystemBuilder<'_> {
     Builder::new(groups, users::label, ifaces::name_of)
 }
 

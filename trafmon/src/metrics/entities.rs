@@ -41,7 +41,9 @@ impl Entities {
 
 impl Collector for Entities {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let measures: [(&str, String, fn(&Counters) -> [u64; 2]); 2] = [
+        /// rx and tx of one measure.
+        type Pick = fn(&Counters) -> [u64; 2];
+        let measures: [(&str, String, Pick); 2] = [
             (
                 "bytes",
                 format!(
