@@ -588,9 +588,17 @@ impl Store {
             // paid once per ROWS rows instead of once per row.
             const ROWS: usize = 64;
             for (table, start) in &buckets {
+                let full = bucket_upsert(table, ROWS);
                 for (deltas, ids) in flush.deltas.chunks(ROWS).zip(ids.chunks(ROWS)) {
+                    let last;
+                    let text = if deltas.len() == ROWS {
+                        &full
+                    } else {
+                        last = bucket_upsert(table, deltas.len());
+                        &last
+                    };
                     let mut stmt = tx
-                        .prepare_cached(&bucket_upsert(table, deltas.len()))
+                        .prepare_cached(text)
                         .map_err(sql("prepare a bucket upsert"))?;
                     stmt.raw_bind_parameter(1, start)
                         .map_err(sql("write a bucket"))?;

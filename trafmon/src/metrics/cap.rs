@@ -22,15 +22,18 @@ fn bytes(c: &Counters) -> u64 {
     c.rx_bytes.saturating_add(c.tx_bytes)
 }
 
-/// A candidate for a new series. Ordered so that the heap's top is the
-/// weakest: fewer bytes first, then the later key.
+/// How a row ranks: smaller is stronger (more bytes, then the earlier key).
+fn rank(row: &Row) -> (Reverse<u64>, &str) {
+    (Reverse(bytes(&row.2)), &row.0)
+}
+
+/// A candidate for a new series. Ordered by [`rank`], so that the heap's
+/// top is the weakest.
 struct Candidate(Row);
 
 impl Ord for Candidate {
     fn cmp(&self, other: &Self) -> Ordering {
-        Reverse(bytes(&self.0.2))
-            .cmp(&Reverse(bytes(&other.0.2)))
-            .then_with(|| self.0.0.cmp(&other.0.0))
+        rank(&self.0).cmp(&rank(&other.0))
     }
 }
 
@@ -109,7 +112,7 @@ impl<'a> Caps<'a> {
         } else if cap
             .best
             .peek()
-            .is_some_and(|weakest| Candidate(row.clone()) < *weakest)
+            .is_some_and(|weakest| rank(&row) < rank(&weakest.0))
         {
             let out = cap.best.pop().map(|w| w.0);
             cap.best.push(Candidate(row));
@@ -128,7 +131,7 @@ impl<'a> Caps<'a> {
         for (kind, cap) in self.kinds {
             let mut kept = cap.kept;
             kept.extend(cap.best.into_iter().map(|Candidate(row)| row));
-            kept.sort_by(|a, b| bytes(&b.2).cmp(&bytes(&a.2)).then_with(|| a.0.cmp(&b.0)));
+            kept.sort_by(|a, b| rank(a).cmp(&rank(b)));
             out.insert(kind, (kept, cap.other));
         }
         (out, self.spilled)
