@@ -23,6 +23,25 @@ use crate::{
 /// How the do-nothing program shows in the results.
 pub const FLOOR: &str = "floor (empty program)";
 
+/// The UID of the traffic in the sweep over live keys: past the per-CPU
+/// array of small UIDs, so that it is counted in the hash map that holds
+/// the live keys (and is the last of them).
+pub const HASH_UID: u32 = 1_999_999;
+/// The UID of the extra run with 10 k keys: the first regular user, counted
+/// in the per-CPU array.
+pub const ARRAY_UID: u32 = 1_000;
+const _: () = assert!(HASH_UID >= trafmon_common::UID_FAST_SLOTS);
+const _: () = assert!(ARRAY_UID < trafmon_common::UID_FAST_SLOTS);
+
+/// Whether a UID is counted in the per-CPU array or in the hash map.
+pub fn uid_path(uid: u32) -> &'static str {
+    if uid < trafmon_common::UID_FAST_SLOTS {
+        "array"
+    } else {
+        "hash"
+    }
+}
+
 /// The programs of this env's agent: name → id. They are the ones that
 /// use this env's pinned selector map.
 fn programs(env: &Env) -> anyhow::Result<BTreeMap<String, u32>> {
@@ -56,8 +75,10 @@ fn snapshot(ids: &BTreeMap<String, u32>) -> anyhow::Result<BTreeMap<String, (u64
     Ok(out)
 }
 
-/// Runs `rounds` rounds; each round measures every size in `sizes` (in an
-/// order that rotates per round) for `window` of traffic both ways.
+/// Runs `rounds` rounds; each round measures every size in `sizes` with
+/// traffic from [`HASH_UID`], and 10 k keys (or the largest size below)
+/// with traffic from [`ARRAY_UID`], in an order that rotates per round,
+/// for `window` of traffic both ways.
 pub fn run(
     trafgen: &Path,
     env: &Env,
@@ -71,18 +92,23 @@ pub fn run(
     ids.insert(FLOOR.to_owned(), noop.id()?);
     // Statistics are on while this fd is open, and off again after.
     let _stats = enable_stats(Stats::RunTime).context("cannot enable bpf_stats")?;
-    let mut samples: BTreeMap<(u32, String), (Vec<f64>, u64)> = BTreeMap::new();
+    let mut cases: Vec<(u32, u32)> = sizes.iter().map(|&n| (n, HASH_UID)).collect();
+    if let Some(&n) = sizes.iter().filter(|&&n| n <= 10_000).max() {
+        cases.push((n, ARRAY_UID));
+    }
+    let mut samples: BTreeMap<(u32, u32, String), (Vec<f64>, u64)> = BTreeMap::new();
     for round in 0..rounds {
         let mut i = 0;
-        while i < sizes.len() {
-            let n = sizes[(i + round) % sizes.len()];
+        while i < cases.len() {
+            let (n, uid) = cases[(i + round) % cases.len()];
             let side = live.active()?;
             live.clear(side)?;
-            // The traffic's own UID and address are the last live key.
+            // The traffic's own address (and UID, in the hash) is the
+            // last live key.
             live.fill_uids(side, n - 1)?;
             live.fill_ips(side, n - 1)?;
             let before = snapshot(&ids)?;
-            let datagrams = traffic::both_ways(trafgen, &env.pair, &env.cgroup, window)?;
+            let datagrams = traffic::both_ways(trafgen, &env.pair, &env.cgroup, uid, window)?;
             let after = snapshot(&ids)?;
             if live.active()? != side {
                 // The agent flushed meanwhile (and emptied the keys): again.
@@ -96,20 +122,21 @@ pub fn run(
                 let (t0, c0) = before.get(name).copied().unwrap_or_default();
                 let runs = c1 - c0;
                 if runs > 0 {
-                    let e = samples.entry((n, name.clone())).or_default();
+                    let e = samples.entry((n, uid, name.clone())).or_default();
                     e.0.push((t1 - t0) as f64 / runs as f64);
                     e.1 += runs;
                 }
             }
-            eprintln!("trafbench: per-packet cost, {n} keys: {datagrams} datagrams");
+            eprintln!("trafbench: per-packet cost, {n} keys, uid {uid}: {datagrams} datagrams");
         }
     }
     let side = live.active()?;
     live.clear(side)?;
     Ok(samples
         .into_iter()
-        .map(|((keys, program), (s, runs))| PacketCost {
+        .map(|((keys, uid, program), (s, runs))| PacketCost {
             keys,
+            uid,
             program,
             ns_per_run: median(&s),
             runs,

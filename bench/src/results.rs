@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::packet;
+
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[f64]) -> f64 {
     let mut v = samples.to_vec();
@@ -47,6 +49,8 @@ pub struct Target {
 #[derive(Debug, Serialize)]
 pub struct PacketCost {
     pub keys: u32,
+    /// The UID the traffic ran as.
+    pub uid: u32,
     pub program: String,
     pub ns_per_run: f64,
     pub runs: u64,
@@ -187,22 +191,27 @@ impl Results {
         let mut programs: Vec<&str> = self.packet.iter().map(|p| p.program.as_str()).collect();
         programs.sort_unstable();
         programs.dedup();
-        let _ = write!(m, "| Live keys |");
+        let _ = write!(m, "| Live keys | Traffic UID |");
         for p in &programs {
             let _ = write!(m, " {p} (ns) |");
         }
-        let _ = write!(m, "\n|---|");
+        let _ = write!(m, "\n|---|---|");
         for _ in &programs {
             let _ = write!(m, "---|");
         }
         let _ = writeln!(m);
-        let mut sizes: Vec<u32> = self.packet.iter().map(|p| p.keys).collect();
-        sizes.sort_unstable();
-        sizes.dedup();
-        for n in sizes {
-            let _ = write!(m, "| {} |", keys(n));
+        let mut cases: Vec<(u32, u32)> = self.packet.iter().map(|p| (p.keys, p.uid)).collect();
+        // By keys, the hash-map UID first.
+        cases.sort_unstable_by_key(|&(n, uid)| (n, std::cmp::Reverse(uid)));
+        cases.dedup();
+        for (n, uid) in cases {
+            let _ = write!(m, "| {} | {uid} ({}) |", keys(n), packet::uid_path(uid));
             for p in &programs {
-                match self.packet.iter().find(|c| c.keys == n && c.program == *p) {
+                let found = self
+                    .packet
+                    .iter()
+                    .find(|c| c.keys == n && c.uid == uid && c.program == *p);
+                match found {
                     Some(c) => {
                         let _ = write!(m, " {:.1} |", c.ns_per_run);
                     }

@@ -35,8 +35,20 @@ impl Running {
         args: &[&str],
         listens: bool,
     ) -> anyhow::Result<Self> {
+        Self::spawn_as(trafgen, ns, cgroup.map(|c| (c, None)), args, listens)
+    }
+
+    /// [`Running::spawn`]; in the cgroup, as user `uid` when given.
+    fn spawn_as(
+        trafgen: &Path,
+        ns: &Netns,
+        cgroup: Option<(&Cgroup, Option<u32>)>,
+        args: &[&str],
+        listens: bool,
+    ) -> anyhow::Result<Self> {
+        let (cgroup, uid) = cgroup.unzip();
         let mut child = ns
-            .command(trafgen, cgroup)?
+            .command_as(trafgen, cgroup, uid.flatten())?
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -147,14 +159,16 @@ pub fn tcp_rate(
 
 /// Small datagrams both ways for `window`: `a` (in `cgroup`) sends to `b`
 /// while `b` sends to a socket of `a` in `cgroup`, so that every program
-/// (cgroup and tc, ingress and egress) runs. Returns the datagrams counted
-/// at both sockets.
+/// (cgroup and tc, ingress and egress) runs; the processes in `cgroup` run
+/// as `uid`. Returns the datagrams counted at both sockets.
 pub fn both_ways(
     trafgen: &Path,
     pair: &Pair,
     cgroup: &Cgroup,
+    uid: u32,
     window: Duration,
 ) -> anyhow::Result<u64> {
+    let cgroup = Some((cgroup, Some(uid)));
     let send_for = secs(window + Duration::from_millis(500));
     let sink_b = Running::spawn(
         trafgen,
@@ -163,17 +177,17 @@ pub fn both_ways(
         &["udp-count", ADDR_B, "9002", &secs(window)],
         true,
     )?;
-    let sink_a = Running::spawn(
+    let sink_a = Running::spawn_as(
         trafgen,
         &pair.a,
-        Some(cgroup),
+        cgroup,
         &["udp-count", ADDR_A, "9003", &secs(window)],
         true,
     )?;
-    let to_b = Running::spawn(
+    let to_b = Running::spawn_as(
         trafgen,
         &pair.a,
-        Some(cgroup),
+        cgroup,
         &["udp-blast", ADDR_B, "9002", SMALL, &send_for],
         false,
     )?;

@@ -62,6 +62,17 @@ impl Netns {
         program: impl AsRef<std::ffi::OsStr>,
         cgroup: Option<&Cgroup>,
     ) -> anyhow::Result<Command> {
+        self.command_as(program, cgroup, None)
+    }
+
+    /// [`Netns::command`], run as user `uid` (with no supplementary
+    /// groups) when given.
+    pub fn command_as(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        cgroup: Option<&Cgroup>,
+        uid: Option<u32>,
+    ) -> anyhow::Result<Command> {
         let netns = fs::File::open(Path::new("/run/netns").join(&self.name))
             .with_context(|| format!("cannot open netns {}", self.name))?;
         let procs = cgroup
@@ -83,6 +94,13 @@ impl Netns {
                 // Writing "0" moves the writing process itself.
                 if let Some(f) = &procs
                     && libc::write(f.as_raw_fd(), c"0".as_ptr().cast(), 1) != 1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(uid) = uid
+                    && (libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(uid) != 0
+                        || libc::setuid(uid) != 0)
                 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -250,15 +250,29 @@ impl Env {
     /// Creates the namespaces, the veth pair (down, no addresses), the
     /// cgroup and a config with this flush interval and `extra` appended.
     pub fn with_interval(interval: &str, extra: &str) -> Self {
+        Self::build(interval, extra, None)
+    }
+
+    /// [`Env::new`], with `va` created at interface index `ifindex`.
+    pub fn with_ifindex(ifindex: u32, extra: &str) -> Self {
+        Self::build("1s", extra, Some(ifindex))
+    }
+
+    fn build(interval: &str, extra: &str, ifindex: Option<u32>) -> Self {
         require_root();
         let id = unique();
         let a = Netns::new(format!("tm-{id}-a"));
         let b = Netns::new(format!("tm-{id}-b"));
         let (va, vb) = (format!("tma{id}"), format!("tmb{id}"));
-        sh(&[
-            "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb,
-            "netns", &b.name,
+        let index = ifindex.map(|i| i.to_string());
+        let mut add = vec!["ip", "link", "add", &va];
+        if let Some(i) = &index {
+            add.extend(["index", i.as_str()]);
+        }
+        add.extend([
+            "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
         ]);
+        sh(&add);
         for ns in [&a, &b] {
             // Keep the link quiet: no router solicitations, no DAD.
             ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.router_solicitations=0"]);

@@ -4,9 +4,24 @@ use trafmon::store::Kind;
 
 use crate::harness::{As, Env, finish_all};
 
+/// A small ifindex: counted in the per-CPU array of slots.
 #[test]
 fn interface_counters_equal_the_kernels() {
     let env = Env::new("");
+    assert!(Env::ifindex(&env.a, &env.va) < trafmon_common::IFACE_FAST_SLOTS);
+    counters_equal_the_kernels(&env);
+}
+
+/// An ifindex beyond the array: counted in the hash map.
+#[test]
+fn interface_counters_equal_the_kernels_for_a_large_ifindex() {
+    let ifindex = trafmon_common::IFACE_FAST_SLOTS + 4000;
+    let env = Env::with_ifindex(ifindex, "");
+    assert_eq!(Env::ifindex(&env.a, &env.va), ifindex);
+    counters_equal_the_kernels(&env);
+}
+
+fn counters_equal_the_kernels(env: &Env) {
     let agent = env.agent();
     env.up(&[]);
     let in_a = As::root(&env.a);

@@ -8,7 +8,13 @@ use crate::harness::{
     As, Env, add_owner_rules, add_rule, assert_uid_tx, finish_all, rule_counters,
 };
 
-const UIDS: [u32; 3] = [61001, 61002, 61003];
+/// The last UID of the per-CPU array of slots, the first one past it, and
+/// one far beyond it (both counted in the hash map).
+const UIDS: [u32; 3] = [
+    trafmon_common::UID_FAST_SLOTS - 1,
+    trafmon_common::UID_FAST_SLOTS,
+    61003,
+];
 
 /// Three UIDs send TCP and UDP over IPv4 and IPv6 at the same time; their tx
 /// equals `--uid-owner` rule counters in OUTPUT.

@@ -33,8 +33,9 @@ pub fn atomic_add(p: *mut u64, v: u64) {
     }
 }
 
+/// Adds one packet of `bytes` to the counters at `c`.
 #[inline(always)]
-fn bump(c: *mut Counters, dir: Dir, bytes: u64) {
+pub fn bump(c: *mut Counters, dir: Dir, bytes: u64) {
     // SAFETY: `c` is a valid, aligned map value pointer.
     unsafe {
         match dir {

@@ -10,13 +10,16 @@ use aya_ebpf::{
 };
 use trafmon_common::{
     Counters, DEFAULT_IFACE_ENTRIES, DEFAULT_IP_ENTRIES, DEFAULT_UID_ENTRIES, ENFORCE_NET_ENTRIES,
-    ENFORCE_SLOTS, ENFORCE_UID_ENTRIES, Enforcement, IpKey, KINDS, LOCAL_NETWORK_ENTRIES, SIDES,
+    ENFORCE_SLOTS, ENFORCE_UID_ENTRIES, Enforcement, IFACE_FAST_SLOTS, IpKey, KINDS,
+    LOCAL_NETWORK_ENTRIES, SIDES, UID_FAST_SLOTS,
 };
 
 #[map]
 pub static UID_A: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_UID_ENTRIES, 0);
 #[map]
 pub static UID_B: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_UID_ENTRIES, 0);
+#[map]
+pub static UID_FAST: PerCpuArray<Counters> = PerCpuArray::pinned(SIDES * UID_FAST_SLOTS, 0);
 #[map]
 pub static IP_A: PerCpuHashMap<IpKey, Counters> = PerCpuHashMap::pinned(DEFAULT_IP_ENTRIES, 0);
 #[map]
@@ -25,6 +28,8 @@ pub static IP_B: PerCpuHashMap<IpKey, Counters> = PerCpuHashMap::pinned(DEFAULT_
 pub static IFACE_A: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_IFACE_ENTRIES, 0);
 #[map]
 pub static IFACE_B: PerCpuHashMap<u32, Counters> = PerCpuHashMap::pinned(DEFAULT_IFACE_ENTRIES, 0);
+#[map]
+pub static IFACE_FAST: PerCpuArray<Counters> = PerCpuArray::pinned(SIDES * IFACE_FAST_SLOTS, 0);
 #[map]
 pub static SELECTOR: Array<u32> = Array::pinned(1, 0);
 #[map]

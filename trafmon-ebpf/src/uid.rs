@@ -1,12 +1,12 @@
 //! Per-UID counting at the cgroup_skb hooks.
 
 use aya_ebpf::{helpers::bpf_sk_fullsock, programs::SkBuffContext};
-use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_NO_SOCKET};
+use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_FAST_SLOTS, UID_NO_SOCKET, fast_slot};
 
 use crate::{
-    count::{Dir, count},
+    count::{Dir, bump, count},
     enforce::{self, Verdict},
-    maps::{UID_A, UID_B, side},
+    maps::{UID_A, UID_B, UID_FAST, side},
 };
 
 /// The key of a packet: its socket's UID, or [`UID_NO_SOCKET`] when the
@@ -37,8 +37,15 @@ pub fn try_count(ctx: &SkBuffContext, dir: Dir) -> Verdict {
     let verdict = enforce::uid(key, dir, bytes);
     if verdict != Verdict::Drop {
         let side = side();
-        let map = if side == 0 { &UID_A } else { &UID_B };
-        count(map, &key, dir, bytes, side, KIND_UID);
+        // An inlined array lookup for the usual small UID; the hash (with
+        // its overflow accounting) only for the others.
+        let slot = fast_slot(side, key, UID_FAST_SLOTS);
+        if let Some(c) = slot.and_then(|slot| UID_FAST.get_ptr_mut(slot)) {
+            bump(c, dir, bytes);
+        } else {
+            let map = if side == 0 { &UID_A } else { &UID_B };
+            count(map, &key, dir, bytes, side, KIND_UID);
+        }
     }
     verdict
 }

@@ -137,6 +137,55 @@ pub fn lookup_all<K: Pod>(
     walk(fd, cpus, false, each)
 }
 
+/// Calls `each` with the index and per-CPU values of entries `first..end`
+/// of a per-CPU array of counters, many entries per syscall.
+pub fn lookup_range(
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+    first: u32,
+    end: u32,
+    mut each: impl FnMut(u32, &[Counters]),
+) -> io::Result<()> {
+    // Arrays use the last index read as the batch position.
+    let chunk = (CHUNK / cpus.max(1)).max(1);
+    let mut keys = vec![0u32; chunk];
+    let mut values = vec![Counters::ZERO; chunk * cpus];
+    let mut next = first;
+    while next < end {
+        let want = chunk.min((end - next) as usize);
+        let before = next.checked_sub(1);
+        let mut pos_out = 0u32;
+        let mut attr = zeroed_attr();
+        attr.batch.in_batch = before.as_ref().map_or(0, |p| std::ptr::from_ref(p) as u64);
+        attr.batch.out_batch = std::ptr::from_mut(&mut pos_out) as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = u32::try_from(want).unwrap_or(u32::MAX);
+        attr.batch.map_fd = raw_fd(fd);
+        // SAFETY: the batch fields point to `keys`, `values` and the
+        // positions, which outlive the call and hold `count` entries.
+        let result = unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr) }.map(drop);
+        // SAFETY: the kernel wrote back the count of the batch union member.
+        let n = (unsafe { attr.batch.count } as usize).min(want);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the array ends before index {next}"),
+            ));
+        }
+        for (i, key) in keys[..n].iter().enumerate() {
+            each(*key, &values[i * cpus..(i + 1) * cpus]);
+        }
+        next += n as u32;
+    }
+    Ok(())
+}
+
 /// Deletes every entry of a per-CPU counter map, thousands per syscall.
 /// Returns how many there were.
 pub fn delete_all<K: Pod>(fd: BorrowedFd<'_>, cpus: usize) -> io::Result<usize> {

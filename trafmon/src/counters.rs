@@ -126,10 +126,79 @@ fn merge<K: Ord + Copy>(into: &mut BTreeMap<K, Counters>, from: &BTreeMap<K, Cou
 
 type Stats<K> = PerCpuHashMap<MapData, K, Counters>;
 
-fn fd_of<K: aya::Pod>(map: &Stats<K>) -> std::os::fd::BorrowedFd<'_> {
-    use aya::maps::IterableMap as _;
+/// A fast array ([`common::UID_FAST`], [`common::IFACE_FAST`]): per-CPU
+/// counters indexed by side and key, with its name and slots per side.
+struct Slots {
+    map: PerCpuArray<MapData, Counters>,
+    name: &'static str,
+    per_side: u32,
+}
+
+impl Slots {
+    fn open(pins: &PinDir, name: &'static str, per_side: u32) -> Result<Self, CountersError> {
+        Ok(Self {
+            map: open_as(pins, name)?,
+            name,
+            per_side,
+        })
+    }
+
+    /// The slots that belong to `side`.
+    fn side(&self, side: u32) -> (u32, u32) {
+        let first = side * self.per_side;
+        (first, first + self.per_side)
+    }
+}
+
+fn fd_of<K: aya::Pod, V>(map: &impl aya::maps::IterableMap<K, V>) -> std::os::fd::BorrowedFd<'_> {
     use std::os::fd::AsFd as _;
     map.map().fd().as_fd()
+}
+
+/// Calls `each` with the key (UID, ifindex) and the values summed over
+/// CPUs of every slot of `side` that counted something.
+fn sum_slots(
+    slots: &Slots,
+    side: u32,
+    cpus: usize,
+    mut each: impl FnMut(u32, Counters),
+) -> Result<(), CountersError> {
+    let (first, end) = slots.side(side);
+    batch::lookup_range(fd_of(&slots.map), cpus, first, end, |slot, per_cpu| {
+        let mut total = Counters::ZERO;
+        for c in per_cpu {
+            total.add(c);
+        }
+        if !total.is_zero() {
+            each(slot - first, total);
+        }
+    })
+    .map_err(|e| CountersError::Read {
+        name: slots.name,
+        source: MapError::IoError(e),
+    })
+}
+
+/// Zeroes every slot of `side` that holds a count (array entries cannot be
+/// deleted).
+fn clear_slots(slots: &Slots, side: u32, cpus: usize) -> Result<(), CountersError> {
+    let write = |e| CountersError::Write {
+        name: slots.name,
+        source: MapError::IoError(e),
+    };
+    let (first, end) = slots.side(side);
+    let mut used = Vec::new();
+    batch::lookup_range(fd_of(&slots.map), cpus, first, end, |slot, per_cpu| {
+        if per_cpu.iter().any(|c| !c.is_zero()) {
+            used.push(slot);
+        }
+    })
+    .map_err(write)?;
+    if used.is_empty() {
+        return Ok(());
+    }
+    let zeros = vec![Counters::ZERO; used.len() * cpus];
+    batch::update(fd_of(&slots.map), cpus, &used, &zeros).map_err(write)
 }
 
 /// Deletes every key, thousands per syscall ([`batch`]).
@@ -149,8 +218,10 @@ fn clear_map<K: aya::Pod>(
 /// The pinned maps, opened.
 pub struct Maps {
     uid: [Stats<u32>; 2],
+    uid_fast: Slots,
     ip: [Stats<IpKey>; 2],
     iface: [Stats<u32>; 2],
+    iface_fast: Slots,
     /// The side selector.
     pub selector: Array<MapData, u32>,
     overflow: PerCpuArray<MapData, Counters>,
@@ -224,11 +295,13 @@ impl Maps {
     pub fn open(pins: &PinDir) -> Result<Self, CountersError> {
         Ok(Self {
             uid: [open_as(pins, common::UID_A)?, open_as(pins, common::UID_B)?],
+            uid_fast: Slots::open(pins, common::UID_FAST, common::UID_FAST_SLOTS)?,
             ip: [open_as(pins, common::IP_A)?, open_as(pins, common::IP_B)?],
             iface: [
                 open_as(pins, common::IFACE_A)?,
                 open_as(pins, common::IFACE_B)?,
             ],
+            iface_fast: Slots::open(pins, common::IFACE_FAST, common::IFACE_FAST_SLOTS)?,
             selector: open_as(pins, common::SELECTOR)?,
             overflow: open_as(pins, common::OVERFLOW)?,
             cpus: possible_cpus()?,
@@ -250,8 +323,12 @@ impl Maps {
             [common::IFACE_A, common::IFACE_B],
         ]
         .map(|names| names[s]);
+        sum_slots(&self.uid_fast, side, cpus, |k, c| each(Drained::Uid(k, c)))?;
         sum_map(&self.uid[s], cpus, uid, |k, c| each(Drained::Uid(k, c)))?;
         sum_map(&self.ip[s], cpus, ip, |k, c| each(Drained::Ip(k, c)))?;
+        sum_slots(&self.iface_fast, side, cpus, |k, c| {
+            each(Drained::Iface(k, c))
+        })?;
         sum_map(&self.iface[s], cpus, iface, |k, c| {
             each(Drained::Iface(k, c))
         })?;
@@ -306,12 +383,14 @@ impl Maps {
         let s = side as usize;
         let cpus = self.cpus;
         clear_map(&mut self.uid[s], cpus, [common::UID_A, common::UID_B][s])?;
+        clear_slots(&self.uid_fast, side, cpus)?;
         clear_map(&mut self.ip[s], cpus, [common::IP_A, common::IP_B][s])?;
         clear_map(
             &mut self.iface[s],
             cpus,
             [common::IFACE_A, common::IFACE_B][s],
         )?;
+        clear_slots(&self.iface_fast, side, cpus)?;
         for kind in 0..KINDS {
             let zero = PerCpuValues::try_from(vec![Counters::ZERO; cpus]).map_err(|e| {
                 CountersError::Write {
