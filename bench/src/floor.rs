@@ -21,38 +21,55 @@ use trafmon::batch::{bpf, zeroed_attr};
 /// Its name, as `bpftool prog` shows it.
 pub const NAME: &str = "trafbench_noop";
 
-/// The do-nothing program, attached to a cgroup's egress hook; detached on
-/// drop.
+/// Loads a program of `prog_type` that only returns `r0`, named `name`.
+pub fn load_returning(
+    prog_type: bpf_prog_type,
+    expected_attach_type: bpf_attach_type,
+    r0: i32,
+    name: &str,
+) -> anyhow::Result<OwnedFd> {
+    // BPF_ALU64 | BPF_MOV | BPF_K to r0, imm r0; then BPF_JMP | BPF_EXIT.
+    let insns: [u64; 2] = [0xb7 | (u64::from(r0 as u32) << 32), 0x95];
+    let license = c"GPL";
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integer fields of the union.
+    unsafe {
+        let load = &mut attr.__bindgen_anon_3;
+        load.prog_type = prog_type as u32;
+        load.insn_cnt = 2;
+        load.insns = insns.as_ptr() as u64;
+        load.license = license.as_ptr() as u64;
+        load.expected_attach_type = expected_attach_type as u32;
+        for (d, s) in load.prog_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+    }
+    // SAFETY: insns and license outlive the call.
+    let fd = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }
+        .with_context(|| format!("cannot load the empty program {name}"))?;
+    // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A do-nothing cgroup_skb program (`r0 = 1`: pass), attached to a hook of
+/// a cgroup; detached on drop.
 pub struct Noop {
     prog: OwnedFd,
     cgroup: File,
+    hook: bpf_attach_type,
 }
 
 impl Noop {
+    /// The floor program, [`NAME`], on the egress hook of `cgroup`.
     pub fn attach(cgroup: &Path) -> anyhow::Result<Self> {
-        // BPF_ALU64 | BPF_MOV | BPF_K to r0, imm 1; then BPF_JMP | BPF_EXIT.
-        let insns: [u64; 2] = [0xb7 | (1 << 32), 0x95];
-        let license = c"GPL";
-        let mut attr = zeroed_attr();
-        // SAFETY: writing plain integer fields of the union.
-        unsafe {
-            let load = &mut attr.__bindgen_anon_3;
-            load.prog_type = bpf_prog_type::BPF_PROG_TYPE_CGROUP_SKB as u32;
-            load.insn_cnt = 2;
-            load.insns = insns.as_ptr() as u64;
-            load.license = license.as_ptr() as u64;
-            load.expected_attach_type = bpf_attach_type::BPF_CGROUP_INET_EGRESS as u32;
-            for (d, s) in load.prog_name.iter_mut().zip(NAME.bytes()) {
-                *d = s as libc::c_char;
-            }
-        }
-        // SAFETY: insns and license outlive the call.
-        let fd = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }
-            .context("cannot load the noop program")?;
-        // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
-        let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Self::attach_to(cgroup, bpf_attach_type::BPF_CGROUP_INET_EGRESS, NAME)
+    }
+
+    /// One named `name` on `hook` (ingress or egress) of `cgroup`.
+    pub fn attach_to(cgroup: &Path, hook: bpf_attach_type, name: &str) -> anyhow::Result<Self> {
+        let prog = load_returning(bpf_prog_type::BPF_PROG_TYPE_CGROUP_SKB, hook, 1, name)?;
         let cgroup = File::open(cgroup).context("cannot open the cgroup")?;
-        let noop = Self { prog, cgroup };
+        let noop = Self { prog, cgroup, hook };
         noop.call(
             bpf_cmd::BPF_PROG_ATTACH,
             aya_obj::generated::BPF_F_ALLOW_MULTI,
@@ -68,7 +85,7 @@ impl Noop {
             let a = &mut attr.__bindgen_anon_5;
             a.__bindgen_anon_1.target_fd = self.cgroup.as_raw_fd() as u32;
             a.attach_bpf_fd = self.prog.as_raw_fd() as u32;
-            a.attach_type = bpf_attach_type::BPF_CGROUP_INET_EGRESS as u32;
+            a.attach_type = self.hook as u32;
             a.attach_flags = flags;
         }
         // SAFETY: the attach fields hold two fds that are open.

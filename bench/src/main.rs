@@ -6,6 +6,7 @@ mod fill;
 mod floor;
 mod flush;
 mod history;
+mod hooks;
 mod memory;
 mod packet;
 mod results;
@@ -278,6 +279,13 @@ fn throughput(trafgen: &Path, plan: &Plan, env: &Env, results: &mut Results) -> 
             cgroup: Some(&env.cgroup),
         },
     ];
+    if let Some(h) = &others.hooked {
+        variants.push(Variant {
+            name: throughput::EMPTY_HOOKS.into(),
+            pair: &h.pair,
+            cgroup: Some(&h.cgroup),
+        });
+    }
     for (name, pair) in &others.rules {
         variants.push(Variant {
             name: name.clone(),

@@ -9,10 +9,15 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
 use anyhow::Context as _;
 
 use crate::{
+    hooks::EmptyHooks,
     results::{Throughput, median},
     traffic,
     world::{ADDR_A, Cgroup, Pair, sh},
 };
+
+/// The variant with empty programs where trafmon's are: what the hooks
+/// cost by themselves.
+pub const EMPTY_HOOKS: &str = "empty programs on the same 4 hooks (no counting)";
 
 /// Accounting entries per variant: one is the sender's own address.
 pub const RULES: u32 = 1000;
@@ -68,10 +73,34 @@ pub struct Variant<'a> {
     pub cgroup: Option<&'a Cgroup>,
 }
 
+/// A pair and a cgroup with empty programs on trafmon's four hooks.
+pub struct Hooked {
+    // Detached first: the cgroup and pair are removed after.
+    _hooks: EmptyHooks,
+    pub cgroup: Cgroup,
+    pub pair: Pair,
+}
+
+impl Hooked {
+    fn new() -> anyhow::Result<Self> {
+        let pair = Pair::new("e")?;
+        let cgroup = Cgroup::new(&format!("trafbench-{}", pair.va))?;
+        let netns = Path::new("/run/netns").join(&pair.a.name);
+        let hooks = EmptyHooks::attach(&cgroup.path, &netns, &pair.va)?;
+        Ok(Self {
+            _hooks: hooks,
+            cgroup,
+            pair,
+        })
+    }
+}
+
 /// Pairs for the variants other than trafmon's; they live as long as the
 /// run.
 pub struct Others {
     pub bare: Pair,
+    /// Empty programs on trafmon's hooks, when they could be attached.
+    pub hooked: Option<Hooked>,
     pub rules: Vec<(String, Pair)>,
     pub notes: Vec<String>,
 }
@@ -81,6 +110,9 @@ impl Others {
         let bare = Pair::new("n")?;
         let mut rules = Vec::new();
         let mut notes = Vec::new();
+        let hooked = Hooked::new()
+            .inspect_err(|e| notes.push(format!("empty programs were not measured: {e:#}")))
+            .ok();
         let version = sh(&["iptables", "-V"]).unwrap_or_default();
         let backend = if version.contains("nf_tables") {
             "nf_tables"
@@ -108,7 +140,12 @@ impl Others {
             )),
             Err(e) => notes.push(format!("nftables was not measured: {e:#}")),
         }
-        Ok(Self { bare, rules, notes })
+        Ok(Self {
+            bare,
+            hooked,
+            rules,
+            notes,
+        })
     }
 }
 
