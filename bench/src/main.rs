@@ -125,6 +125,22 @@ fn system(results: &mut Results) {
         .map_or("unknown CPU".into(), |(_, m)| m.trim().to_owned());
     results.cpus = std::thread::available_parallelism().map_or(1, usize::from);
     results.date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
+    // Mitigations that change what every kernel call and return costs,
+    // and so every per-packet figure: a reader comparing machines needs them.
+    let mitigations: Vec<String> = ["spectre_v2", "retbleed", "spec_rstack_overflow"]
+        .iter()
+        .filter_map(|v| {
+            let state = read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}"));
+            let state = state.trim();
+            (!state.is_empty() && state != "Not affected").then(|| format!("{v}: {state}"))
+        })
+        .collect();
+    if !mitigations.is_empty() {
+        results.notes.push(format!(
+            "CPU vulnerabilities and mitigations of this machine, which weigh on every kernel call and return in the per-packet path: {}.",
+            mitigations.join("; ")
+        ));
+    }
 }
 
 /// The kernel must not be timing every program already: that would slow
