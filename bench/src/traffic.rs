@@ -35,20 +35,20 @@ impl Running {
         args: &[&str],
         listens: bool,
     ) -> anyhow::Result<Self> {
-        Self::spawn_as(trafgen, ns, cgroup.map(|c| (c, None)), args, listens)
+        Self::spawn_as(trafgen, ns, cgroup, None, args, listens)
     }
 
-    /// [`Running::spawn`]; in the cgroup, as user `uid` when given.
+    /// [`Running::spawn`], as user `uid` when given.
     fn spawn_as(
         trafgen: &Path,
         ns: &Netns,
-        cgroup: Option<(&Cgroup, Option<u32>)>,
+        cgroup: Option<&Cgroup>,
+        uid: Option<u32>,
         args: &[&str],
         listens: bool,
     ) -> anyhow::Result<Self> {
-        let (cgroup, uid) = cgroup.unzip();
         let mut child = ns
-            .command_as(trafgen, cgroup, uid.flatten())?
+            .command_as(trafgen, cgroup, uid)?
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -168,7 +168,6 @@ pub fn both_ways(
     uid: u32,
     window: Duration,
 ) -> anyhow::Result<u64> {
-    let cgroup = Some((cgroup, Some(uid)));
     let send_for = secs(window + Duration::from_millis(500));
     let sink_b = Running::spawn(
         trafgen,
@@ -180,14 +179,16 @@ pub fn both_ways(
     let sink_a = Running::spawn_as(
         trafgen,
         &pair.a,
-        cgroup,
+        Some(cgroup),
+        Some(uid),
         &["udp-count", ADDR_A, "9003", &secs(window)],
         true,
     )?;
     let to_b = Running::spawn_as(
         trafgen,
         &pair.a,
-        cgroup,
+        Some(cgroup),
+        Some(uid),
         &["udp-blast", ADDR_B, "9002", SMALL, &send_for],
         false,
     )?;

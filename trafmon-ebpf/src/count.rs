@@ -1,8 +1,11 @@
 //! The per-packet path: a lookup, an in-place atomic add and, on a miss
 //! only, an insert; a failed insert goes to the overflow counters.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, maps::PerCpuHashMap};
-use trafmon_common::{Counters, overflow_slot};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    maps::{PerCpuArray, PerCpuHashMap},
+};
+use trafmon_common::{Counters, fast_slot, overflow_slot};
 
 use crate::maps::OVERFLOW;
 
@@ -35,7 +38,7 @@ pub fn atomic_add(p: *mut u64, v: u64) {
 
 /// Adds one packet of `bytes` to the counters at `c`.
 #[inline(always)]
-pub fn bump(c: *mut Counters, dir: Dir, bytes: u64) {
+fn bump(c: *mut Counters, dir: Dir, bytes: u64) {
     // SAFETY: `c` is a valid, aligned map value pointer.
     unsafe {
         match dir {
@@ -85,5 +88,29 @@ pub fn count<K>(
         bump(c, dir, bytes);
     } else if let Some(c) = OVERFLOW.get_ptr_mut(overflow_slot(side, kind)) {
         bump(c, dir, bytes);
+    }
+}
+
+/// Counts one packet for a `u32` key (a UID, an ifindex): in `fast`, an
+/// array of `slots` slots per side, when the key is below `slots` (an
+/// inlined lookup); else with [`count`] in the hash map of the side,
+/// `hash[side]`, with its overflow accounting.
+#[inline(always)]
+pub fn count_small(
+    fast: &PerCpuArray<Counters>,
+    slots: u32,
+    hash: [&PerCpuHashMap<u32, Counters>; 2],
+    key: u32,
+    dir: Dir,
+    bytes: u64,
+    side: u32,
+    kind: u32,
+) {
+    match fast_slot(side, key, slots).and_then(|slot| fast.get_ptr_mut(slot)) {
+        Some(c) => bump(c, dir, bytes),
+        None => {
+            let map = if side == 0 { hash[0] } else { hash[1] };
+            count(map, &key, dir, bytes, side, kind);
+        }
     }
 }

@@ -3,11 +3,10 @@
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use trafmon_common::{
     FAMILY_IPV4, FAMILY_IPV6, IFACE_FAST_SLOTS, IpKey, KIND_IFACE, KIND_IP, SETTING_LOCAL_NETWORKS,
-    fast_slot,
 };
 
 use crate::{
-    count::{Dir, bump, count},
+    count::{Dir, count, count_small},
     enforce::{self, Verdict},
     maps::{IFACE_A, IFACE_B, IFACE_FAST, IP_A, IP_B, LOCAL4, LOCAL6, settings, side},
 };
@@ -42,23 +41,16 @@ pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
     if verdict != Verdict::Drop || matches!(dir, Dir::Rx) {
         // SAFETY: the context pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        // An inlined array lookup for the usual small ifindex; the hash
-        // (with its overflow accounting) only for the others.
-        let slot = fast_slot(side, ifindex, IFACE_FAST_SLOTS);
-        let fast = slot.and_then(|slot| IFACE_FAST.get_ptr_mut(slot));
-        if let Some(c) = fast {
-            bump(c, dir, u64::from(frame_len));
-        } else {
-            let ifaces = if side == 0 { &IFACE_A } else { &IFACE_B };
-            count(
-                ifaces,
-                &ifindex,
-                dir,
-                u64::from(frame_len),
-                side,
-                KIND_IFACE,
-            );
-        }
+        count_small(
+            &IFACE_FAST,
+            IFACE_FAST_SLOTS,
+            [&IFACE_A, &IFACE_B],
+            ifindex,
+            dir,
+            u64::from(frame_len),
+            side,
+            KIND_IFACE,
+        );
     }
     verdict
 }

@@ -1,10 +1,10 @@
 //! Per-UID counting at the cgroup_skb hooks.
 
 use aya_ebpf::{helpers::bpf_sk_fullsock, programs::SkBuffContext};
-use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_FAST_SLOTS, UID_NO_SOCKET, fast_slot};
+use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_FAST_SLOTS, UID_NO_SOCKET};
 
 use crate::{
-    count::{Dir, bump, count},
+    count::{Dir, count_small},
     enforce::{self, Verdict},
     maps::{UID_A, UID_B, UID_FAST, side},
 };
@@ -36,16 +36,17 @@ pub fn try_count(ctx: &SkBuffContext, dir: Dir) -> Verdict {
     let bytes = u64::from(ctx.len());
     let verdict = enforce::uid(key, dir, bytes);
     if verdict != Verdict::Drop {
-        let side = side();
-        // An inlined array lookup for the usual small UID; the hash (with
-        // its overflow accounting) only for the others.
-        let slot = fast_slot(side, key, UID_FAST_SLOTS);
-        if let Some(c) = slot.and_then(|slot| UID_FAST.get_ptr_mut(slot)) {
-            bump(c, dir, bytes);
-        } else {
-            let map = if side == 0 { &UID_A } else { &UID_B };
-            count(map, &key, dir, bytes, side, KIND_UID);
-        }
+        let hash = [&UID_A, &UID_B];
+        count_small(
+            &UID_FAST,
+            UID_FAST_SLOTS,
+            hash,
+            key,
+            dir,
+            bytes,
+            side(),
+            KIND_UID,
+        );
     }
     verdict
 }
