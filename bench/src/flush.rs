@@ -1,9 +1,11 @@
 //! Flush with N live keys: the agent's own flush code ([`Collector`]) on
 //! the env's pinned maps and store, after the agent has stopped (its
-//! programs stay attached), so nothing else flushes meanwhile.
+//! programs stay attached), so nothing else flushes meanwhile. Then the
+//! fold of a closed 5-minute bucket of N keys into the bucket tables,
+//! which the agent runs once per 5 minutes after a flush.
 
 use anyhow::{Context as _, bail};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use trafmon::{config::Config, counters::Maps, flush::Collector, paths::PinDir, store::Store};
 
 use crate::{
@@ -16,8 +18,21 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// `rounds` times each size, with its index, the order rotating per round.
+fn rotation(sizes: &[u32], rounds: usize) -> impl Iterator<Item = (usize, u32)> + '_ {
+    (0..rounds).flat_map(move |round| {
+        (0..sizes.len()).map(move |i| {
+            let k = (i + round) % sizes.len();
+            (k, sizes[k])
+        })
+    })
+}
+
 /// Runs `rounds` rounds over `sizes` (rotating the order per round); each
-/// flush drains `n` live addresses written into the active side.
+/// flush drains `n` live addresses written into the active side, after a
+/// flush of the same addresses, as in steady state. The
+/// flushes of the first pass are not folded in between, as in a 5-minute
+/// bucket; the second pass folds the `n` rows of one flush.
 pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Flush>> {
     let config = Config::load(&env.config, true)?;
     let maps = Maps::open(&PinDir::new(&env.pins))?;
@@ -27,38 +42,59 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
     // The first flush moves whatever the agent left; not measured.
     collector.flush(Timestamp::now())?;
     let mut out: Vec<(u32, Vec<[f64; 5]>)> = sizes.iter().map(|n| (*n, Vec::new())).collect();
-    for round in 0..rounds {
-        for i in 0..sizes.len() {
-            let k = (i + round) % sizes.len();
-            let n = sizes[k];
-            live.fill_ips(live.active()?, n)?;
-            let f = collector
-                .flush(Timestamp::now())
-                .with_context(|| format!("flush of {n} keys"))?;
-            // The flush must really have carried every key into the store.
-            if f.entities < n as usize {
-                bail!(
-                    "a flush of {n} live keys stored only {} entities",
-                    f.entities
-                );
-            }
-            let p = f.phases;
-            out[k].1.push([
-                ms(f.duration_us),
-                ms(p.flip_us),
-                ms(p.drain_us),
-                ms(p.commit_us),
-                ms(p.clear_us),
-            ]);
-            eprintln!(
-                "trafbench: flush of {n} keys: {:.1} ms ({p:?})",
-                ms(f.duration_us)
+    let mut folds: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for (k, n) in rotation(sizes, rounds) {
+        // Steady state: the interval before had the same live keys
+        // (not measured).
+        live.fill_ips(live.active()?, n)?;
+        collector.flush(Timestamp::now())?;
+        live.fill_ips(live.active()?, n)?;
+        let f = collector
+            .flush(Timestamp::now())
+            .with_context(|| format!("flush of {n} keys"))?;
+        // The flush must really have carried every key into the store.
+        if f.entities < n as usize {
+            bail!(
+                "a flush of {n} live keys stored only {} entities",
+                f.entities
             );
         }
+        let p = f.phases;
+        out[k].1.push([
+            ms(f.duration_us),
+            ms(p.flip_us),
+            ms(p.drain_us),
+            ms(p.commit_us),
+            ms(p.clear_us),
+        ]);
+        eprintln!(
+            "trafbench: flush of {n} keys: {:.1} ms ({p:?})",
+            ms(f.duration_us)
+        );
+    }
+    // Past the open bucket: every unfolded row.
+    let later = || Timestamp::now() + SignedDuration::from_mins(10);
+    collector.fold(later())?;
+    for (k, n) in rotation(sizes, rounds) {
+        live.fill_ips(live.active()?, n)?;
+        collector.flush(Timestamp::now())?;
+        let folded = collector
+            .fold(later())
+            .with_context(|| format!("fold of {n} keys"))?
+            .context("a flush left nothing to fold")?;
+        if folded.rows < n as usize {
+            bail!("a fold of {n} keys moved only {} rows", folded.rows);
+        }
+        folds[k].push(ms(folded.duration_us));
+        eprintln!(
+            "trafbench: fold of {n} keys: {:.1} ms",
+            ms(folded.duration_us)
+        );
     }
     Ok(out
         .into_iter()
-        .map(|(keys, s)| {
+        .zip(folds)
+        .map(|((keys, s), folds)| {
             let col = |i: usize| median(&s.iter().map(|r| r[i]).collect::<Vec<_>>());
             Flush {
                 keys,
@@ -67,6 +103,7 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
                 drain_ms: col(2),
                 commit_ms: col(3),
                 clear_ms: col(4),
+                fold_ms: median(&folds),
                 samples_ms: s.iter().map(|r| r[0]).collect(),
             }
         })

@@ -77,6 +77,9 @@ pub struct Flush {
     pub drain_ms: f64,
     pub commit_ms: f64,
     pub clear_ms: f64,
+    /// Folding one flush's rows into the bucket tables (once per 5
+    /// minutes, after a flush).
+    pub fold_ms: f64,
     pub samples_ms: Vec<f64>,
 }
 
@@ -248,18 +251,19 @@ impl Results {
         let _ = writeln!(m, "\n## Flush (flip, grace period, drain, commit, clear)\n");
         let _ = writeln!(
             m,
-            "| Live keys | Total (ms) | Flip + grace | Drain | Commit | Clear |\n|---|---|---|---|---|---|"
+            "| Live keys | Total (ms) | Flip + grace | Drain | Commit | Clear | Fold, once per 5 min (ms) |\n|---|---|---|---|---|---|---|"
         );
         for f in &self.flush {
             let _ = writeln!(
                 m,
-                "| {} | **{:.1}** | {:.2} | {:.1} | {:.1} | {:.1} |",
+                "| {} | **{:.1}** | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 keys(f.keys),
                 f.total_ms,
                 f.flip_ms,
                 f.drain_ms,
                 f.commit_ms,
-                f.clear_ms
+                f.clear_ms,
+                f.fold_ms
             );
         }
     }

@@ -138,6 +138,14 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
                 "flush failed; the counts are kept (in the kernel or in memory) and retried at the next flush"
             ),
         }
+        match collector.fold(at) {
+            Ok(Some(f)) => tracing::debug!(rows = f.rows, us = f.duration_us, "folded"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                error = %crate::error_chain(&e),
+                "fold failed; the rows stay where reports see them and are folded at the next flush"
+            ),
+        }
         if let Err(e) = quotas.step(collector.store(), at) {
             tracing::warn!(error = %crate::error_chain(&e), "quota step failed; retried after the next flush");
         }

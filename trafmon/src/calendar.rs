@@ -40,6 +40,16 @@ impl Resolution {
             Self::Month => "monthly",
         }
     }
+
+    /// Its rows in the store, folded or not: what readers read.
+    pub fn view(self) -> &'static str {
+        match self {
+            Self::FiveMin => "fivemin_all",
+            Self::Hour => "hourly_all",
+            Self::Day => "daily_all",
+            Self::Month => "monthly_all",
+        }
+    }
 }
 
 /// Time zone, week start and billing day.

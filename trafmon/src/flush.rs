@@ -59,6 +59,15 @@ pub struct Flushed {
     pub phases: Phases,
 }
 
+/// What a fold of closed 5-minute buckets did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Folded {
+    /// Rows moved out of `recent`.
+    pub rows: usize,
+    /// How long it took.
+    pub duration_us: i64,
+}
+
 /// Microseconds spent in each step of a flush.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Phases {
@@ -150,7 +159,31 @@ impl Collector {
             });
             self.finish_outstanding(Instant::now())?;
         }
+        self.fold(Timestamp::now())?;
         Ok(())
+    }
+
+    /// Folds the unfolded rows of every 5-minute bucket that closed before
+    /// `now` into the bucket tables ([`Store::fold`]); `None` when there
+    /// was nothing to fold. Runs after a flush, outside its flip-to-clear
+    /// window, and once per 5 minutes in the normal course; a failed fold
+    /// leaves the rows where readers still see them, for the next try.
+    pub fn fold(&mut self, now: Timestamp) -> Result<Option<Folded>, FlushError> {
+        let open = self
+            .calendar
+            .bucket(Resolution::FiveMin, now)
+            .map_err(StoreError::from)?;
+        match self.store.oldest_unfolded()? {
+            Some(oldest) if oldest < open => {
+                let t = Instant::now();
+                let rows = self.store.fold(open)?;
+                Ok(Some(Folded {
+                    rows,
+                    duration_us: us_since(t),
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn fault(&self, step: Step) {

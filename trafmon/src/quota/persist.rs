@@ -90,7 +90,7 @@ impl Store {
                         COALESCE(SUM(t.tx_bytes), 0), COALESCE(SUM(t.tx_packets), 0)
                  FROM {} t JOIN entity e ON e.id = t.entity
                  WHERE e.kind = ?1 AND e.key = ?2 AND t.start >= ?3 AND t.start < ?4",
-                Resolution::Day.table()
+                Resolution::Day.view()
             ))
             .map_err(|e| self.sql("read quota usage", e))?;
         stmt.query_row(params![entity.kind.as_str(), entity.key, from, to], |r| {

@@ -1,0 +1,566 @@
+//! Writing the store: a flush's deltas into `recent` with its flush record,
+//! the fold of closed 5-minute buckets into the bucket tables, events and
+//! retention.
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{FlushCommit, FlushRecord, Store, StoreError, entities, schema::recent_column, to_sql};
+use crate::calendar::{Calendar, Resolution};
+
+/// Rows per upsert statement: SQLite's per-statement work is paid once per
+/// `ROWS` rows instead of once per row.
+const ROWS: usize = 64;
+
+/// An upsert of `rows` rows into `recent`: `?1` to `?4` are the buckets
+/// (5-minute, hour, day, month), then per row entity, rx bytes, rx
+/// packets, tx bytes and tx packets.
+fn recent_upsert(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO recent (fivemin, hour, day, month, entity,
+                             rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES ",
+    );
+    for i in 0..rows {
+        let p = 5 + i * 5;
+        if i > 0 {
+            sql.push(',');
+        }
+        write!(
+            sql,
+            "(?1, ?2, ?3, ?4, ?{p}, ?{}, ?{}, ?{}, ?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        )
+        .expect("writing to a String");
+    }
+    sql.push_str(
+        " ON CONFLICT (fivemin, hour, day, month, entity) DO UPDATE SET
+           rx_bytes = rx_bytes + excluded.rx_bytes,
+           rx_packets = rx_packets + excluded.rx_packets,
+           tx_bytes = tx_bytes + excluded.tx_bytes,
+           tx_packets = tx_packets + excluded.tx_packets",
+    );
+    sql
+}
+
+/// Adds the unfolded rows of closed 5-minute buckets (`fivemin < ?1`) into
+/// the table of `res`, one row per entity and bucket.
+fn fold_sql(res: Resolution) -> String {
+    format!(
+        "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
+         SELECT entity, {column}, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
+         FROM recent WHERE fivemin < ?1
+         GROUP BY entity, {column}
+         ON CONFLICT (entity, start) DO UPDATE SET
+           rx_bytes = rx_bytes + excluded.rx_bytes,
+           rx_packets = rx_packets + excluded.rx_packets,
+           tx_bytes = tx_bytes + excluded.tx_bytes,
+           tx_packets = tx_packets + excluded.tx_packets",
+        table = res.table(),
+        column = recent_column(res),
+    )
+}
+
+impl Store {
+    /// The newest flush record.
+    pub fn last_flush(&self) -> Result<Option<FlushRecord>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, side, at_ms, cleared, duration_us FROM flush ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(FlushRecord {
+                        seq: r.get(0)?,
+                        side: r.get(1)?,
+                        at_ms: r.get(2)?,
+                        cleared: r.get::<_, i64>(3)? != 0,
+                        duration_us: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql("read the last flush record", e))
+    }
+
+    /// Commits a flush: its deltas into `recent` under the bucket of every
+    /// resolution, and the flush record, in one transaction. Only one
+    /// table is written per flush; [`Store::fold`] moves closed buckets
+    /// into the four bucket tables once per 5 minutes.
+    pub fn commit(&mut self, flush: &FlushCommit, cal: &Calendar) -> Result<(), StoreError> {
+        let mut buckets = [0i64; 4];
+        for (b, res) in buckets.iter_mut().zip(Resolution::ALL) {
+            *b = cal.flush_bucket(res, flush.at)?;
+        }
+        let path = self.path.clone();
+        let sql = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql { path, what, source }
+        };
+        let tx = self.conn.transaction().map_err(sql("begin a flush"))?;
+        let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
+        {
+            // Many rows per statement, in entity order: the B-tree is
+            // walked in key order once.
+            let full = recent_upsert(ROWS);
+            for (deltas, ids) in flush.deltas.chunks(ROWS).zip(ids.chunks(ROWS)) {
+                let last;
+                let text = if deltas.len() == ROWS {
+                    &full
+                } else {
+                    last = recent_upsert(deltas.len());
+                    &last
+                };
+                let mut stmt = tx.prepare_cached(text).map_err(sql("prepare an upsert"))?;
+                for (i, b) in buckets.iter().enumerate() {
+                    stmt.raw_bind_parameter(1 + i, b)
+                        .map_err(sql("write recent traffic"))?;
+                }
+                for (i, (d, id)) in deltas.iter().zip(ids).enumerate() {
+                    let c = &d.counters;
+                    let values = [
+                        *id,
+                        to_sql(c.rx_bytes),
+                        to_sql(c.rx_packets),
+                        to_sql(c.tx_bytes),
+                        to_sql(c.tx_packets),
+                    ];
+                    for (j, v) in values.into_iter().enumerate() {
+                        stmt.raw_bind_parameter(5 + i * 5 + j, v)
+                            .map_err(sql("write recent traffic"))?;
+                    }
+                }
+                stmt.raw_execute().map_err(sql("write recent traffic"))?;
+            }
+            tx.execute(
+                "INSERT INTO flush (seq, side, at_ms) VALUES (?1, ?2, ?3)",
+                params![flush.seq, flush.side, flush.at.as_millisecond()],
+            )
+            .map_err(sql("write the flush record"))?;
+        }
+        tx.commit().map_err(sql("commit a flush"))?;
+        self.known.remember(&flush.deltas, &ids);
+        Ok(())
+    }
+
+    /// Folds the unfolded rows of every 5-minute bucket that starts before
+    /// `before` into the four bucket tables and deletes them from `recent`,
+    /// in one transaction: a reader sees them in `recent` or in the tables,
+    /// never in both. Returns how many rows were folded.
+    pub fn fold(&mut self, before: i64) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let sql = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql { path, what, source }
+        };
+        let tx = self.conn.transaction().map_err(sql("begin a fold"))?;
+        for res in Resolution::ALL {
+            tx.prepare_cached(&fold_sql(res))
+                .and_then(|mut s| s.execute([before]))
+                .map_err(sql("fold recent traffic"))?;
+        }
+        let n = tx
+            .execute("DELETE FROM recent WHERE fivemin < ?1", [before])
+            .map_err(sql("delete folded traffic"))?;
+        tx.commit().map_err(sql("commit a fold"))?;
+        Ok(n)
+    }
+
+    /// The start of the oldest 5-minute bucket with unfolded rows.
+    pub fn oldest_unfolded(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT MIN(fivemin) FROM recent", [], |r| r.get(0))
+            .map_err(|e| self.sql("read the oldest unfolded bucket", e))
+    }
+
+    /// Records that the side of flush `seq` was cleared.
+    pub fn mark_cleared(&self, seq: i64, duration_us: Option<i64>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE flush SET cleared = 1, duration_us = ?2 WHERE seq = ?1",
+                params![seq, duration_us],
+            )
+            .map(drop)
+            .map_err(|e| self.sql("record a cleared side", e))
+    }
+
+    /// The next flush sequence number.
+    pub fn next_seq(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM flush", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.sql("read the flush sequence", e))
+    }
+
+    /// Records an event (recovery, recreated maps) for `trafmon status`.
+    pub fn record_event(&self, kind: &str, detail: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO event (at_ms, kind, detail) VALUES (?1, ?2, ?3)",
+                params![Timestamp::now().as_millisecond(), kind, detail],
+            )
+            .map(drop)
+            .map_err(|e| self.sql("record an event", e))
+    }
+
+    /// Every event, oldest first: (Unix ms, kind, detail).
+    pub fn events(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at_ms, kind, detail FROM event ORDER BY id")
+            .map_err(|e| self.sql("read events", e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.sql("read events", e))
+    }
+
+    /// Deletes the folded rows of `res` that start before `cutoff` (rows
+    /// still in `recent` wait for their fold), and flush records older
+    /// than the newest 10 000.
+    pub fn prune(&self, res: Resolution, cutoff: i64) -> Result<usize, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                &format!("DELETE FROM {} WHERE start < ?1", res.table()),
+                [cutoff],
+            )
+            .map_err(|e| self.sql("prune old rows", e))?;
+        self.conn
+            .execute(
+                "DELETE FROM flush WHERE seq < (SELECT MAX(seq) FROM flush) - 10000",
+                [],
+            )
+            .map_err(|e| self.sql("prune flush records", e))?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use jiff::Timestamp;
+    use trafmon_common::Counters;
+
+    use crate::{
+        calendar::Resolution,
+        store::{Delta, FlushCommit, Kind, Store, testing::*},
+    };
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Per resolution: key, start, rx bytes and tx packets of each row.
+    type AllRows = Vec<Vec<(String, i64, u64, u64)>>;
+
+    /// Every resolution's rows of every kind, and the sums.
+    fn everything(store: &mut Store) -> (AllRows, [Counters; 4]) {
+        let mut rows = Vec::new();
+        for res in Resolution::ALL {
+            let mut all = Vec::new();
+            for kind in [Kind::Uid, Kind::Ip] {
+                for ((key, start), (_, c)) in store.rows(res, kind, i64::MIN, i64::MAX).unwrap() {
+                    all.push((key, start, c.rx_bytes, c.tx_packets));
+                }
+            }
+            rows.push(all);
+        }
+        (rows, store.resolution_sums().unwrap())
+    }
+
+    #[test]
+    fn flushes_add_up_in_every_resolution() {
+        let path = tmp("add");
+        let mut store = Store::open(&path).unwrap();
+        for (seq, t) in [
+            (1, "2026-11-22T10:04:50Z"),
+            (2, "2026-11-22T10:05:00Z"),
+            (3, "2026-11-22T10:05:10Z"),
+        ] {
+            let f = FlushCommit {
+                seq,
+                side: 0,
+                at: at(t),
+                deltas: vec![delta(Kind::Uid, "1000", 10, 20)],
+            };
+            store.commit(&f, &cal()).unwrap();
+            store.mark_cleared(seq, Some(5)).unwrap();
+        }
+        let five = store
+            .rows(Resolution::FiveMin, Kind::Uid, i64::MIN, i64::MAX)
+            .unwrap();
+        let starts: Vec<i64> = five.keys().map(|(_, s)| *s).collect();
+        // 10:04:50 and 10:05:00 close 10:00-10:05; 10:05:10 opens 10:05-10:10.
+        assert_eq!(
+            starts,
+            vec![
+                at("2026-11-22T10:00:00Z").as_second(),
+                at("2026-11-22T10:05:00Z").as_second()
+            ]
+        );
+        assert_eq!(five.values().next().unwrap().1.rx_bytes, 20);
+        let totals = store.totals().unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0].counters.tx_bytes, 60);
+        assert_eq!(store.last_flush().unwrap().unwrap().seq, 3);
+        assert_eq!(store.next_seq().unwrap(), 4);
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn many_entities_land_in_their_own_rows_in_every_resolution() {
+        // More than two statements' worth of rows, and a remainder.
+        let path = tmp("many");
+        let mut store = Store::open(&path).unwrap();
+        let n = 150u64;
+        let deltas = |round: u64| -> Vec<Delta> {
+            (0..n)
+                .map(|i| delta(Kind::Ip, &format!("192.0.2.{i}"), i * round, i + 1))
+                .collect()
+        };
+        for (seq, round) in [(1, 1), (2, 3)] {
+            let f = FlushCommit {
+                seq,
+                side: 0,
+                at: "2026-11-22T10:04:50Z".parse().unwrap(),
+                deltas: deltas(round),
+            };
+            store.commit(&f, &cal()).unwrap();
+        }
+        for res in Resolution::ALL {
+            let rows = store.rows(res, Kind::Ip, i64::MIN, i64::MAX).unwrap();
+            assert_eq!(rows.len(), n as usize, "{res:?}");
+            for i in 0..n {
+                let (label, c) = &rows[&(format!("192.0.2.{i}"), rows.keys().next().unwrap().1)];
+                assert_eq!(label, &format!("192.0.2.{i}"));
+                assert_eq!(
+                    (c.rx_bytes, c.tx_bytes, c.rx_packets),
+                    (4 * i, 2 * (i + 1), 2)
+                );
+            }
+        }
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn pruning_removes_exactly_the_rows_before_the_cutoff() {
+        let path = tmp("prune");
+        let mut store = Store::open(&path).unwrap();
+        let base = "2026-11-20T00:00:00Z".parse::<Timestamp>().unwrap();
+        for i in 0..10i64 {
+            let f = FlushCommit {
+                seq: i + 1,
+                side: 0,
+                at: base + jiff::SignedDuration::from_secs(300 * (i + 1)),
+                deltas: vec![delta(Kind::Ip, "192.0.2.1", 1, 1)],
+            };
+            store.commit(&f, &cal()).unwrap();
+        }
+        store.fold(i64::MAX).unwrap();
+        let cutoff = base.as_second() + 300 * 4;
+        assert_eq!(store.prune(Resolution::FiveMin, cutoff).unwrap(), 4);
+        let left = store
+            .rows(Resolution::FiveMin, Kind::Ip, i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(left.len(), 6);
+        assert_eq!(left.keys().next().unwrap().1, cutoff);
+        // Coarser resolutions are untouched.
+        assert_eq!(store.totals().unwrap()[0].counters.rx_bytes, 10);
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_fold_moves_closed_buckets_once_and_readers_see_the_same_rows() {
+        let path = tmp("fold");
+        let mut store = Store::open(&path).unwrap();
+        let mut seq = 0;
+        let mut flush = |store: &mut Store, t: &str, deltas: Vec<Delta>| {
+            seq += 1;
+            let f = FlushCommit {
+                seq,
+                side: 0,
+                at: at(t),
+                deltas,
+            };
+            store.commit(&f, &cal()).unwrap();
+        };
+        for t in [
+            "2026-11-22T23:54:50Z",
+            "2026-11-22T23:55:00Z",
+            "2026-11-22T23:59:50Z",
+            "2026-11-23T00:00:00Z",
+            "2026-11-23T00:00:10Z",
+        ] {
+            flush(
+                &mut store,
+                t,
+                vec![
+                    delta(Kind::Ip, "192.0.2.7", 100, 5),
+                    delta(Kind::Uid, "1000", 7, 3),
+                ],
+            );
+        }
+        let before = everything(&mut store);
+        assert_eq!(before.1[0].rx_bytes, 5 * 107);
+        assert!(before.1.iter().all(|c| *c == before.1[0]), "{:?}", before.1);
+        // Folds the buckets before the open one (00:00): 23:50 and 23:55,
+        // two entities each.
+        let open = at("2026-11-23T00:00:00Z").as_second();
+        assert_eq!(store.oldest_unfolded().unwrap(), Some(open - 600));
+        assert_eq!(store.fold(open).unwrap(), 2 * 2);
+        assert_eq!(store.oldest_unfolded().unwrap(), Some(open));
+        assert_eq!(everything(&mut store), before);
+        // Folding again moves nothing and doubles nothing.
+        assert_eq!(store.fold(open).unwrap(), 0);
+        assert_eq!(everything(&mut store), before);
+        // A late flush into a folded bucket (the clock stepped back) is
+        // added to it by the next fold.
+        flush(
+            &mut store,
+            "2026-11-22T23:59:55Z",
+            vec![delta(Kind::Ip, "192.0.2.7", 1000, 0)],
+        );
+        assert_eq!(store.fold(i64::MAX).unwrap(), 3);
+        assert_eq!(store.oldest_unfolded().unwrap(), None);
+        let (rows, sums) = everything(&mut store);
+        assert_eq!(sums[0].rx_bytes, 5 * 107 + 1000);
+        assert!(sums.iter().all(|c| *c == sums[0]), "{sums:?}");
+        // The day of 2026-11-22 holds four flushes and the late one.
+        let day = rows[2]
+            .iter()
+            .find(|(k, s, _, _)| k == "192.0.2.7" && *s == open - 86400)
+            .unwrap();
+        assert_eq!(day.2, 4 * 100 + 1000);
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn entities_are_found_relabelled_and_written_once_per_key() {
+        let path = tmp("entities");
+        let mut store = Store::open(&path).unwrap();
+        let named = |key: &str, label: &str| {
+            Delta::named(
+                Kind::Uid,
+                key.into(),
+                label.into(),
+                Counters {
+                    rx_bytes: 1,
+                    rx_packets: 1,
+                    tx_bytes: 0,
+                    tx_packets: 0,
+                },
+            )
+        };
+        // More keys of one kind than one lookup statement takes, a key
+        // twice and a second kind.
+        let mut deltas: Vec<Delta> = (0..70).map(|i| named(&i.to_string(), "old")).collect();
+        deltas.push(named("5", "old"));
+        deltas.push(delta(Kind::Ip, "2001:db8::1", 1, 0));
+        for (seq, label) in [(1, "old"), (2, "new")] {
+            for d in &mut deltas {
+                if let crate::store::Subject::Named(_, l) = &mut d.subject {
+                    *l = label.into();
+                }
+            }
+            let f = FlushCommit {
+                seq,
+                side: 0,
+                at: at("2026-11-22T10:00:10Z"),
+                deltas: deltas.clone(),
+            };
+            store.commit(&f, &cal()).unwrap();
+        }
+        let entities: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM entity", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entities, 71);
+        let totals = store.totals().unwrap();
+        assert_eq!(totals.len(), 71);
+        let five = totals.iter().find(|t| t.entity.key == "5").unwrap();
+        assert_eq!((five.label.as_str(), five.counters.rx_bytes), ("new", 4));
+        assert!(
+            totals
+                .iter()
+                .all(|t| t.entity.kind == Kind::Ip || t.label == "new")
+        );
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_fold_that_fails_half_way_leaves_nothing_folded() {
+        let path = tmp("fold-fails");
+        let mut store = Store::open(&path).unwrap();
+        let f = FlushCommit {
+            seq: 1,
+            side: 0,
+            at: at("2026-11-22T10:04:50Z"),
+            deltas: vec![delta(Kind::Uid, "1000", 10, 20)],
+        };
+        store.commit(&f, &cal()).unwrap();
+        let before = everything(&mut store);
+        // The delete, after the four inserts, fails (as a crash would stop
+        // it): the inserts must go with it.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER crash BEFORE DELETE ON recent BEGIN SELECT RAISE(ABORT, 'crash'); END;",
+            )
+            .unwrap();
+        assert!(store.fold(i64::MAX).is_err());
+        assert_eq!(everything(&mut store), before);
+        store.conn.execute_batch("DROP TRIGGER crash").unwrap();
+        assert_eq!(store.fold(i64::MAX).unwrap(), 1);
+        assert_eq!(everything(&mut store), before);
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn ids_of_a_failed_commit_are_not_remembered() {
+        let path = tmp("commit-fails");
+        let mut store = Store::open(&path).unwrap();
+        let flush = |seq, ips: &[&str]| FlushCommit {
+            seq,
+            side: 0,
+            at: at("2026-11-22T10:04:50Z"),
+            deltas: ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 1)).collect(),
+        };
+        store.commit(&flush(1, &["192.0.2.1"]), &cal()).unwrap();
+        // The flush record fails after the new entity was written: the
+        // whole commit is rolled back, the new entity's id with it.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER full BEFORE INSERT ON flush BEGIN SELECT RAISE(ABORT, 'full'); END;",
+            )
+            .unwrap();
+        assert!(
+            store
+                .commit(&flush(2, &["192.0.2.1", "192.0.2.2"]), &cal())
+                .is_err()
+        );
+        store.conn.execute_batch("DROP TRIGGER full").unwrap();
+        // A new entity takes the rolled-back id in the next commit; the
+        // address that had it must get an id of its own.
+        store
+            .commit(&flush(2, &["192.0.2.1", "192.0.2.2", "192.0.2.3"]), &cal())
+            .unwrap();
+        let rows = store
+            .rows(Resolution::FiveMin, Kind::Ip, i64::MIN, i64::MAX)
+            .unwrap();
+        let got: Vec<(&str, u64)> = rows
+            .iter()
+            .map(|((k, _), (_, c))| (k.as_str(), c.rx_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("192.0.2.1", 2), ("192.0.2.2", 1), ("192.0.2.3", 1)]
+        );
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}

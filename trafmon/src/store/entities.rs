@@ -1,0 +1,193 @@
+//! The entity ids of a flush's deltas: those of the last flush from
+//! memory, the others from the store, many keys per statement, inserting
+//! new entities and updating changed labels.
+
+use std::{collections::HashMap, fmt::Write as _, net::IpAddr, ops::Range};
+
+use rusqlite::{Transaction, params};
+
+use super::{Delta, Entity, StoreError, Subject};
+
+/// The entities of the last committed flush and their ids. A steady set of
+/// live keys then costs no lookups (they were over a third of a flush's
+/// commit at 100 000 addresses); holding only the last flush's keys, this
+/// grows with the live keys, not with the history. Entities are never
+/// deleted, so an id stays right once committed.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// By address.
+    ips: Vec<(IpAddr, i64)>,
+    /// Id and label.
+    named: HashMap<Entity, (i64, String)>,
+}
+
+impl Known {
+    /// The id of a delta's entity, if it was in the last flush under the
+    /// same label.
+    fn id(&self, d: &Delta) -> Option<i64> {
+        match &d.subject {
+            Subject::Ip(ip) => self
+                .ips
+                .binary_search_by(|(a, _)| a.cmp(ip))
+                .ok()
+                .map(|i| self.ips[i].1),
+            Subject::Named(e, label) => self
+                .named
+                .get(e)
+                .filter(|(_, l)| l == label)
+                .map(|(id, _)| *id),
+        }
+    }
+
+    /// Remembers the entities of a committed flush (and forgets the
+    /// others).
+    pub(super) fn remember(&mut self, deltas: &[Delta], ids: &[i64]) {
+        self.ips.clear();
+        self.named.clear();
+        for (d, id) in deltas.iter().zip(ids) {
+            match &d.subject {
+                Subject::Ip(ip) => self.ips.push((*ip, *id)),
+                Subject::Named(e, label) => {
+                    self.named.insert(e.clone(), (*id, label.clone()));
+                }
+            }
+        }
+        self.ips.sort_unstable_by_key(|(ip, _)| *ip);
+        if self.ips.capacity() > 2 * self.ips.len() {
+            self.ips.shrink_to_fit();
+        }
+    }
+}
+
+/// Keys per lookup statement: SQLite's per-statement work is paid once
+/// per `CHUNK` keys instead of once per key.
+const CHUNK: usize = 64;
+
+fn lookup_sql(keys: usize) -> String {
+    let mut sql = String::from("SELECT key, id, label FROM entity WHERE kind = ?1 AND key IN (");
+    for i in 0..keys {
+        if i > 0 {
+            sql.push(',');
+        }
+        write!(sql, "?{}", i + 2).expect("writing to a String");
+    }
+    sql.push(')');
+    sql
+}
+
+/// Where in `buf` the key and the label of a delta are, after writing them
+/// there (addresses get their text only here: a flush may carry a million
+/// of them); an address is its own label.
+fn texts(d: &Delta, buf: &mut String) -> (Range<usize>, Option<Range<usize>>) {
+    let start = buf.len();
+    match &d.subject {
+        Subject::Ip(ip) => {
+            write!(buf, "{ip}").expect("writing to a String");
+            (start..buf.len(), None)
+        }
+        Subject::Named(e, label) => {
+            buf.push_str(&e.key);
+            let key = start..buf.len();
+            buf.push_str(label);
+            (key.clone(), Some(key.end..buf.len()))
+        }
+    }
+}
+
+/// The id of every delta's entity, in the deltas' order.
+pub(super) fn ids<E>(
+    tx: &Transaction<'_>,
+    known: &Known,
+    deltas: &[Delta],
+    sql: impl Fn(&'static str) -> E,
+) -> Result<Vec<i64>, StoreError>
+where
+    E: FnOnce(rusqlite::Error) -> StoreError,
+{
+    let mut out = vec![0; deltas.len()];
+    let mut unknown = Vec::new();
+    for (i, d) in deltas.iter().enumerate() {
+        match known.id(d) {
+            Some(id) => out[i] = id,
+            None => unknown.push(i),
+        }
+    }
+    let mut insert = tx
+        .prepare_cached("INSERT INTO entity (kind, key, label) VALUES (?1, ?2, ?3) RETURNING id")
+        .map_err(sql("prepare the entity insert"))?;
+    let mut relabel = tx
+        .prepare_cached("UPDATE entity SET label = ?2 WHERE id = ?1")
+        .map_err(sql("prepare the entity relabel"))?;
+    let mut buf = String::new();
+    let mut spans = Vec::with_capacity(CHUNK);
+    let mut rest = unknown.as_slice();
+    while let Some(&first) = rest.first() {
+        // A chunk holds keys of one kind.
+        let kind = deltas[first].kind();
+        let n = rest
+            .iter()
+            .take(CHUNK)
+            .take_while(|&&i| deltas[i].kind() == kind)
+            .count();
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        buf.clear();
+        spans.clear();
+        spans.extend(chunk.iter().map(|&i| texts(&deltas[i], &mut buf)));
+        // The first span of each key, and what the store holds for it.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for (i, (key, _)) in spans.iter().enumerate() {
+            first.entry(&buf[key.clone()]).or_insert(i);
+        }
+        let mut stored: Vec<Option<(i64, String)>> = vec![None; n];
+        let mut find = tx
+            .prepare_cached(&lookup_sql(n))
+            .map_err(sql("prepare the entity lookup"))?;
+        find.raw_bind_parameter(1, kind.as_str())
+            .map_err(sql("look up entities"))?;
+        for (i, (key, _)) in spans.iter().enumerate() {
+            find.raw_bind_parameter(i + 2, &buf[key.clone()])
+                .map_err(sql("look up entities"))?;
+        }
+        let mut rows = find.raw_query();
+        while let Some(r) = rows.next().map_err(sql("look up entities"))? {
+            let read = || -> rusqlite::Result<Option<(usize, i64, String)>> {
+                let i = first.get(r.get_ref(0)?.as_str()?).copied();
+                Ok(match i {
+                    Some(i) => Some((i, r.get(1)?, r.get(2)?)),
+                    None => None,
+                })
+            };
+            if let Some((i, id, label)) = read().map_err(sql("look up entities"))? {
+                stored[i] = Some((id, label));
+            }
+        }
+        drop(rows);
+        for (&i, (key, label)) in chunk.iter().zip(&spans) {
+            let key_text = &buf[key.clone()];
+            let label_text = &buf[label.clone().unwrap_or_else(|| key.clone())];
+            let slot = &mut stored[first[key_text]];
+            let id = match slot {
+                Some((id, stored_label)) => {
+                    if stored_label != label_text {
+                        relabel
+                            .execute(params![*id, label_text])
+                            .map_err(sql("relabel an entity"))?;
+                        label_text.clone_into(stored_label);
+                    }
+                    *id
+                }
+                None => {
+                    let id: i64 = insert
+                        .query_row(params![kind.as_str(), key_text, label_text], |r| r.get(0))
+                        .map_err(sql("write an entity"))?;
+                    // A key twice in one flush finds the row written now.
+                    *slot = Some((id, label_text.to_owned()));
+                    id
+                }
+            };
+            out[i] = id;
+        }
+    }
+    Ok(out)
+}

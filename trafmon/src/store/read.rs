@@ -1,0 +1,168 @@
+//! Reading the store: sums and rows per resolution, from the views that
+//! add the unfolded rows to each table.
+
+use rusqlite::params;
+use trafmon_common::Counters;
+
+use super::{Entity, Kind, Rows, Store, StoreError, Total, from_sql, schema::recent_column};
+use crate::calendar::Resolution;
+
+impl Store {
+    /// The sum of all counters of each resolution, finest first, read in
+    /// one transaction: equal unless retention pruned a finer table, so a
+    /// reader can check that it never sees half a flush.
+    pub fn resolution_sums(&mut self) -> Result<[Counters; 4], StoreError> {
+        let path = self.path.clone();
+        let err = move |source| StoreError::Sql {
+            path: path.clone(),
+            what: "sum the resolutions",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err.clone())?;
+        let mut out = [Counters::ZERO; 4];
+        for (slot, res) in out.iter_mut().zip(Resolution::ALL) {
+            *slot = tx
+                .query_row(
+                    &format!(
+                        "SELECT COALESCE(SUM(rx_bytes), 0), COALESCE(SUM(rx_packets), 0),
+                                COALESCE(SUM(tx_bytes), 0), COALESCE(SUM(tx_packets), 0) FROM {}",
+                        res.view()
+                    ),
+                    [],
+                    |r| {
+                        Ok(Counters {
+                            rx_bytes: from_sql(r.get(0)?),
+                            rx_packets: from_sql(r.get(1)?),
+                            tx_bytes: from_sql(r.get(2)?),
+                            tx_packets: from_sql(r.get(3)?),
+                        })
+                    },
+                )
+                .map_err(err.clone())?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    /// All-time totals per entity (the monthly table is kept forever by
+    /// default; with a monthly retention, totals of the retained months).
+    pub fn totals(&self) -> Result<Vec<Total>, StoreError> {
+        self.sum_rows(Resolution::Month, i64::MIN, i64::MAX)
+    }
+
+    /// Per-entity sums of the rows of `res` with `from <= start < to`, by
+    /// kind and key.
+    pub fn sum_rows(&self, res: Resolution, from: i64, to: i64) -> Result<Vec<Total>, StoreError> {
+        let mut out = Vec::new();
+        self.each_sum(res, from, to, |t| out.push(t))?;
+        out.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+        Ok(out)
+    }
+
+    /// Calls `each` with every all-time total, one at a time: a reader of
+    /// a million entities never holds them twice.
+    pub fn each_total(&self, each: impl FnMut(Total)) -> Result<(), StoreError> {
+        self.each_sum(Resolution::Month, i64::MIN, i64::MAX, each)
+    }
+
+    /// [`Store::sum_rows`] in the store's order, one at a time.
+    fn each_sum(
+        &self,
+        res: Resolution,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(Total),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT e.kind, e.key, e.label, SUM(t.rx_bytes), SUM(t.rx_packets),
+                        SUM(t.tx_bytes), SUM(t.tx_packets)
+                 FROM {} t JOIN entity e ON e.id = t.entity
+                 WHERE t.start >= ?1 AND t.start < ?2
+                 GROUP BY t.entity",
+                res.view()
+            ))
+            .map_err(|e| self.sql("read totals", e))?;
+        let mut rows = stmt
+            .query(params![from, to])
+            .map_err(|e| self.sql("read totals", e))?;
+        while let Some(r) = rows.next().map_err(|e| self.sql("read totals", e))? {
+            let read = || -> rusqlite::Result<Option<Total>> {
+                let Some(kind) = Kind::parse(r.get_ref(0)?.as_str()?) else {
+                    return Ok(None);
+                };
+                Ok(Some(Total {
+                    entity: Entity {
+                        kind,
+                        key: r.get(1)?,
+                    },
+                    label: r.get(2)?,
+                    counters: Counters {
+                        rx_bytes: from_sql(r.get(3)?),
+                        rx_packets: from_sql(r.get(4)?),
+                        tx_bytes: from_sql(r.get(5)?),
+                        tx_packets: from_sql(r.get(6)?),
+                    },
+                }))
+            };
+            if let Some(t) = read().map_err(|e| self.sql("read totals", e))? {
+                each(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of `res` per entity and bucket start, for the report: the
+    /// table's rows plus the unfolded ones, read apart and added here (a
+    /// join over the view is twice as slow for a year of history).
+    pub fn rows(
+        &self,
+        res: Resolution,
+        kind: Kind,
+        from: i64,
+        to: i64,
+    ) -> Result<Rows, StoreError> {
+        let mut out = Rows::new();
+        for source in [res.table(), recent_rows(res).as_str()] {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT e.key, e.label, t.start, t.rx_bytes, t.rx_packets, t.tx_bytes, t.tx_packets
+                     FROM {source} t JOIN entity e ON e.id = t.entity
+                     WHERE e.kind = ?1 AND t.start >= ?2 AND t.start < ?3"
+                ))
+                .map_err(|e| self.sql("read rows", e))?;
+            let mut rows = stmt
+                .query(params![kind.as_str(), from, to])
+                .map_err(|e| self.sql("read rows", e))?;
+            while let Some(r) = rows.next().map_err(|e| self.sql("read rows", e))? {
+                let read = || -> rusqlite::Result<((String, i64), (String, Counters))> {
+                    Ok((
+                        (r.get(0)?, r.get(2)?),
+                        (
+                            r.get(1)?,
+                            Counters {
+                                rx_bytes: from_sql(r.get(3)?),
+                                rx_packets: from_sql(r.get(4)?),
+                                tx_bytes: from_sql(r.get(5)?),
+                                tx_packets: from_sql(r.get(6)?),
+                            },
+                        ),
+                    ))
+                };
+                let (key, (label, c)) = read().map_err(|e| self.sql("read rows", e))?;
+                out.entry(key).or_insert((label, Counters::ZERO)).1.add(&c);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The unfolded rows as rows of `res`: entity, start and counters.
+fn recent_rows(res: Resolution) -> String {
+    format!(
+        "(SELECT entity, {} AS start, rx_bytes, rx_packets, tx_bytes, tx_packets FROM recent)",
+        recent_column(res)
+    )
+}
