@@ -82,6 +82,16 @@ pub enum StoreError {
         /// Its version.
         found: i64,
     },
+    /// An older schema, which only the agent upgrades.
+    #[error(
+        "{path}: schema version {found} is older than this trafmon's {SCHEMA_VERSION}; restart the agent (it upgrades the store) and try again"
+    )]
+    Outdated {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
     /// A query or a write failed.
     #[error("{path}: cannot {what}")]
     Sql {
@@ -309,7 +319,13 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        store.check_version()?;
+        let found = store.check_version()?;
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::Outdated {
+                path: path.into(),
+                found,
+            });
+        }
         store
             .conn
             .busy_timeout(std::time::Duration::from_secs(5))
@@ -524,6 +540,13 @@ mod tests {
             undo.push_str(&format!("PRAGMA user_version = {old};"));
             store.conn.execute_batch(&undo).unwrap();
             drop(store);
+            let e = Store::open_read_only(&path).err().expect("must fail");
+            assert!(
+                e.to_string().contains(&format!(
+                    "schema version {old} is older than this trafmon's 3; restart the agent"
+                )),
+                "{e}"
+            );
             let store = Store::open(&path).unwrap();
             assert_eq!(store.totals().unwrap().len(), 1, "from version {old}");
             assert_eq!(store.totals().unwrap()[0].counters.tx_bytes, 4);
