@@ -1,0 +1,305 @@
+//! The configuration's values that check themselves while deserializing:
+//! intervals, map sizes, the cgroup, interfaces, time zone, week and month
+//! start, retention and networks.
+
+use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+use jiff::{Span, civil::Weekday, tz::TimeZone};
+use serde::{Deserialize, Deserializer, de};
+
+/// Which cgroup the cgroup_skb programs attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CgroupSetting {
+    /// The root of the cgroup v2 hierarchy, found from mountinfo.
+    Root,
+    /// This cgroup directory.
+    Path(PathBuf),
+}
+
+/// Which interfaces the tc programs attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Interfaces {
+    /// Every up, non-loopback interface, following those that appear and go.
+    Auto,
+    /// Exactly these, whether up or not.
+    List(Vec<String>),
+}
+
+/// The flush interval: positive, at least 10 ms, and dividing five minutes
+/// evenly so that 5-minute buckets start on a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
+            de::Error::custom(format!("`{text}` is not a duration like \"10s\" ({e})"))
+        })?;
+        if parsed.is_negative() || parsed.is_zero() {
+            return Err(de::Error::custom(format!("`{text}` must be positive")));
+        }
+        let d = parsed.unsigned_abs();
+        let five_min = Duration::from_secs(300).as_nanos();
+        if d < Duration::from_millis(10) || !five_min.is_multiple_of(d.as_nanos()) {
+            return Err(de::Error::custom(format!(
+                "`{text}` must be at least 10ms and divide 5m evenly (10s, 1m, 100ms, ...)"
+            )));
+        }
+        Ok(Self(d))
+    }
+}
+
+/// A map size: 1 ..= 16 777 216 entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entries(pub u32);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n @ 1..=16_777_216) => Ok(Self(n)),
+            _ => Err(de::Error::custom(format!(
+                "{n} entries is out of range (1 to 16777216)"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CgroupSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "root" {
+            Ok(Self::Root)
+        } else if text.starts_with('/') {
+            Ok(Self::Path(text.into()))
+        } else {
+            Err(de::Error::custom(format!(
+                "`{text}` is neither \"root\" nor an absolute path"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Interfaces;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\" or a list of interface names")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Interfaces, E> {
+                if s == "auto" {
+                    Ok(Interfaces::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "`{s}`: expected \"auto\" or a list of interface names"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Interfaces, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '@']) {
+                        return Err(de::Error::custom(format!(
+                            "`{name}` is not a valid interface name"
+                        )));
+                    }
+                    names.push(name);
+                }
+                Ok(Interfaces::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A time zone by name, resolved at load time.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    /// The name as configured ("system" for the system zone).
+    pub name: String,
+    /// The zone.
+    pub tz: TimeZone,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Self {
+            name: "system".into(),
+            tz: TimeZone::system(),
+        }
+    }
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Zone {}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "system" {
+            return Ok(Self::default());
+        }
+        let tz = TimeZone::get(&name)
+            .map_err(|e| de::Error::custom(format!("`{name}` is not a known time zone ({e})")))?;
+        Ok(Self { name, tz })
+    }
+}
+
+/// The first day of a week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeekStart(pub Weekday);
+
+impl<'de> Deserialize<'de> for WeekStart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let day = match name.to_ascii_lowercase().as_str() {
+            "monday" => Weekday::Monday,
+            "tuesday" => Weekday::Tuesday,
+            "wednesday" => Weekday::Wednesday,
+            "thursday" => Weekday::Thursday,
+            "friday" => Weekday::Friday,
+            "saturday" => Weekday::Saturday,
+            "sunday" => Weekday::Sunday,
+            _ => {
+                return Err(de::Error::custom(format!(
+                    "`{name}` is not a day of the week (monday .. sunday)"
+                )));
+            }
+        };
+        Ok(Self(day))
+    }
+}
+
+/// The day a billing month starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonthStartDay(pub i8);
+
+impl<'de> Deserialize<'de> for MonthStartDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match i8::try_from(n) {
+            Ok(day @ 1..=31) => Ok(Self(day)),
+            _ => Err(de::Error::custom(format!(
+                "{n} is not a day of the month (1 to 31)"
+            ))),
+        }
+    }
+}
+
+/// How long rows of one resolution are kept: a span such as "48h", "60d",
+/// "5y", or "forever".
+#[derive(Clone, Debug)]
+pub struct Keep {
+    /// As configured.
+    pub text: String,
+    /// None: forever.
+    pub span: Option<Span>,
+}
+
+impl Keep {
+    fn span(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            span: Some(text.parse().expect("a valid default span")),
+        }
+    }
+}
+
+impl PartialEq for Keep {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for Keep {}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "forever" {
+            return Ok(Self { text, span: None });
+        }
+        let span: Span = text.parse().map_err(|e| {
+            de::Error::custom(format!(
+                "`{text}` is not a span like \"48h\", \"60d\", \"5y\" or \"forever\" ({e})"
+            ))
+        })?;
+        if span.is_negative() || span.is_zero() {
+            return Err(de::Error::custom(format!("`{text}` must be positive")));
+        }
+        Ok(Self {
+            text,
+            span: Some(span),
+        })
+    }
+}
+
+/// Retention per resolution.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// 5-minute rows (default 48h).
+    pub fivemin: Keep,
+    /// Hourly rows (default 60d).
+    pub hourly: Keep,
+    /// Daily rows (default 5y).
+    pub daily: Keep,
+    /// Monthly rows (default forever).
+    pub monthly: Keep,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            fivemin: Keep::span("48h"),
+            hourly: Keep::span("60d"),
+            daily: Keep::span("5y"),
+            monthly: Keep {
+                text: "forever".into(),
+                span: None,
+            },
+        }
+    }
+}
+
+/// A network in CIDR notation, or a single address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cidr(pub IpNet);
+
+impl Cidr {
+    /// True when `ip` lies inside.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return Err(de::Error::custom(format!(
+                        "`{text}` is not an address or a CIDR network (192.0.2.0/24, 2001:db8::/32)"
+                    )));
+                }
+            },
+        };
+        if net.trunc() != net {
+            return Err(de::Error::custom(format!(
+                "`{text}` has host bits set; the network is {}",
+                net.trunc()
+            )));
+        }
+        Ok(Self(net))
+    }
+}
