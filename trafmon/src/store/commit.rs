@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use super::{FlushCommit, FlushRecord, Store, StoreError, entities, schema::recent_column, to_sql};
 use crate::calendar::{Calendar, Resolution};
@@ -38,7 +38,7 @@ fn recent_upsert(rows: usize) -> String {
         .expect("writing to a String");
     }
     sql.push_str(
-        " ON CONFLICT (fivemin, hour, day, month, entity) DO UPDATE SET
+        " ON CONFLICT (fivemin, entity) DO UPDATE SET
            rx_bytes = rx_bytes + excluded.rx_bytes,
            rx_packets = rx_packets + excluded.rx_packets,
            tx_bytes = tx_bytes + excluded.tx_bytes,
@@ -47,13 +47,30 @@ fn recent_upsert(rows: usize) -> String {
     sql
 }
 
-/// Adds the unfolded rows of closed 5-minute buckets (`fivemin < ?1`) into
-/// the table of `res`, one row per entity and bucket.
-fn fold_sql(res: Resolution) -> String {
+/// Which unfolded rows a fold moves: the 5-minute buckets before `?1`, or
+/// the one at `?1`.
+#[derive(Clone, Copy)]
+enum Buckets {
+    Before,
+    At,
+}
+
+impl Buckets {
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Before => "fivemin < ?1",
+            Self::At => "fivemin = ?1",
+        }
+    }
+}
+
+/// Adds the unfolded rows of `which` buckets into the table of `res`, one
+/// row per entity and bucket.
+fn fold_sql(res: Resolution, which: Buckets) -> String {
     format!(
         "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
          SELECT entity, {column}, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
-         FROM recent WHERE fivemin < ?1
+         FROM recent WHERE {condition}
          GROUP BY entity, {column}
          ON CONFLICT (entity, start) DO UPDATE SET
            rx_bytes = rx_bytes + excluded.rx_bytes,
@@ -62,7 +79,18 @@ fn fold_sql(res: Resolution) -> String {
            tx_packets = tx_packets + excluded.tx_packets",
         table = res.table(),
         column = recent_column(res),
+        condition = which.condition(),
     )
+}
+
+/// Folds `which` buckets in `tx` and deletes them from `recent`; the
+/// number of rows moved.
+fn fold_in(tx: &Transaction<'_>, which: Buckets, at: i64) -> rusqlite::Result<usize> {
+    for res in Resolution::ALL {
+        tx.prepare_cached(&fold_sql(res, which))?.execute([at])?;
+    }
+    tx.prepare_cached(&format!("DELETE FROM recent WHERE {}", which.condition()))?
+        .execute([at])
 }
 
 impl Store {
@@ -101,6 +129,19 @@ impl Store {
             move |source| StoreError::Sql { path, what, source }
         };
         let tx = self.conn.transaction().map_err(sql("begin a flush"))?;
+        // Rows of this 5-minute bucket filed under other coarser buckets
+        // (the month start day or the time zone changed within it) are
+        // folded first, so that the bucket's rows agree.
+        let filed: Option<[i64; 3]> = tx
+            .prepare_cached("SELECT hour, day, month FROM recent WHERE fivemin = ?1 LIMIT 1")
+            .and_then(|mut s| {
+                s.query_row([buckets[0]], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))
+                    .optional()
+            })
+            .map_err(sql("read recent traffic"))?;
+        if filed.is_some_and(|f| f[..] != buckets[1..]) {
+            fold_in(&tx, Buckets::At, buckets[0]).map_err(sql("fold recent traffic"))?;
+        }
         let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
         {
             // Many rows per statement, in entity order: the B-tree is
@@ -157,14 +198,7 @@ impl Store {
             move |source| StoreError::Sql { path, what, source }
         };
         let tx = self.conn.transaction().map_err(sql("begin a fold"))?;
-        for res in Resolution::ALL {
-            tx.prepare_cached(&fold_sql(res))
-                .and_then(|mut s| s.execute([before]))
-                .map_err(sql("fold recent traffic"))?;
-        }
-        let n = tx
-            .execute("DELETE FROM recent WHERE fivemin < ?1", [before])
-            .map_err(sql("delete folded traffic"))?;
+        let n = fold_in(&tx, Buckets::Before, before).map_err(sql("fold recent traffic"))?;
         tx.commit().map_err(sql("commit a fold"))?;
         Ok(n)
     }
@@ -561,6 +595,47 @@ mod tests {
             got,
             vec![("192.0.2.1", 2), ("192.0.2.2", 1), ("192.0.2.3", 1)]
         );
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_billing_day_changed_within_a_bucket_files_each_flush_in_its_own_month() {
+        let path = tmp("rebill");
+        let mut store = Store::open(&path).unwrap();
+        let mut rebilled = cal();
+        rebilled.month_start_day = 22;
+        let f = |seq, rx| FlushCommit {
+            seq,
+            side: 0,
+            at: at("2026-11-22T10:04:50Z"),
+            deltas: vec![delta(Kind::Uid, "1000", rx, 1)],
+        };
+        // The agent restarted with a new month start day within 10:00-10:05.
+        store.commit(&f(1, 10), &cal()).unwrap();
+        store.commit(&f(2, 100), &rebilled).unwrap();
+        store.commit(&f(3, 1000), &rebilled).unwrap();
+        let month = |store: &Store| {
+            store
+                .rows(Resolution::Month, Kind::Uid, i64::MIN, i64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|((_, start), (_, c))| (start, c.rx_bytes))
+                .collect::<Vec<_>>()
+        };
+        let nov1 = at("2026-11-01T00:00:00Z").as_second();
+        let nov22 = at("2026-11-22T00:00:00Z").as_second();
+        assert_eq!(month(&store), vec![(nov1, 10), (nov22, 1100)]);
+        let five = store
+            .rows(Resolution::FiveMin, Kind::Uid, i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(
+            five.values().map(|(_, c)| c.rx_bytes).collect::<Vec<_>>(),
+            vec![1110]
+        );
+        store.fold(i64::MAX).unwrap();
+        assert_eq!(month(&store), vec![(nov1, 10), (nov22, 1100)]);
+        let sums = store.resolution_sums().unwrap();
+        assert!(sums.iter().all(|c| c.rx_bytes == 1110), "{sums:?}");
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -40,8 +40,10 @@ CREATE TABLE quota_state (
 ";
 
 /// Added in version 3: flushed traffic not yet folded into the bucket
-/// tables, keyed by the bucket of every resolution it belongs to (so a fold
+/// tables, with the bucket of every resolution it belongs to (so a fold
 /// needs no calendar), and per resolution a view of table plus `recent`.
+/// All rows of one 5-minute bucket have the same coarser buckets
+/// ([`Store::commit`] keeps it so), which keeps the key narrow.
 fn recent_schema() -> String {
     let mut ddl = String::from(
         "CREATE TABLE recent (
@@ -54,7 +56,7 @@ fn recent_schema() -> String {
             rx_packets INTEGER NOT NULL,
             tx_bytes INTEGER NOT NULL,
             tx_packets INTEGER NOT NULL,
-            PRIMARY KEY (fivemin, hour, day, month, entity)
+            PRIMARY KEY (fivemin, entity)
         ) WITHOUT ROWID;",
     );
     for res in Resolution::ALL {
