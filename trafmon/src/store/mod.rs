@@ -1,8 +1,8 @@
 //! The history store: SQLite in WAL mode, one writer (the agent), any number
 //! of readers. One table per resolution with a unique key on (entity,
-//! bucket start). A flush upserts its deltas into `recent`, keyed by the
-//! bucket of every resolution, together with its flush record in one
-//! transaction; when a 5-minute bucket has closed, a fold moves its rows
+//! bucket start). A flush upserts its deltas into `recent` (one row per
+//! entity and 5-minute bucket, naming its bucket in every resolution),
+//! together with its flush record in one transaction; when a 5-minute bucket has closed, a fold moves its rows
 //! into the four tables in one transaction ([`Store::fold`]). Readers read
 //! views of table plus `recent`, so they never see a byte twice or miss
 //! one. The schema version is checked on open, and a file that is not a
