@@ -84,6 +84,17 @@ impl Live {
         self.fill(&self.ip[side], &keys)
     }
 
+    /// Writes the synthetic addresses below `n` that fall into `wave` of
+    /// `waves` (by a multiplicative hash of their index, so each wave is
+    /// spread over the whole range) into the IP map of `side`.
+    pub fn fill_ip_wave(&self, side: usize, n: u32, wave: u32, waves: u32) -> anyhow::Result<()> {
+        let keys: Vec<IpKey> = (0..n)
+            .filter(|i| i.wrapping_mul(2_654_435_761) % waves == wave)
+            .map(address)
+            .collect();
+        self.fill(&self.ip[side], &keys)
+    }
+
     /// Writes `n` synthetic UIDs into the UID map of `side`.
     pub fn fill_uids(&self, side: usize, n: u32) -> anyhow::Result<()> {
         let keys: Vec<u32> = (FIRST_UID..FIRST_UID + n).collect();

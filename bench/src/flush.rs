@@ -41,6 +41,15 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
     collector.recover(true)?;
     // The first flush moves whatever the agent left; not measured.
     collector.flush(Timestamp::now())?;
+    // The addresses first appear in waves spread over their range, as
+    // customers come and go over time, so that entity ids do not follow
+    // the addresses' order (not measured).
+    const WAVES: u32 = 8;
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    for wave in 0..WAVES {
+        live.fill_ip_wave(live.active()?, largest, wave, WAVES)?;
+        collector.flush(Timestamp::now())?;
+    }
     let mut out: Vec<(u32, Vec<[f64; 5]>)> = sizes.iter().map(|n| (*n, Vec::new())).collect();
     let mut folds: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
     for (k, n) in rotation(sizes, rounds) {

@@ -94,9 +94,9 @@ where
         }
     }
 
-    /// The deltas with the group sums, in entity order: the kernel hands
-    /// keys out in hash order, and the store's B-trees are written several
-    /// times faster in key order than at random.
+    /// The deltas with the group sums, in entity order (kind, then key):
+    /// the kernel hands keys out in hash order, and the store looks new
+    /// entities up kind by kind, in many-key statements.
     pub fn finish(mut self) -> Vec<Delta> {
         for (name, c) in std::mem::take(&mut self.group_sums) {
             if !c.is_zero() {

@@ -144,15 +144,18 @@ impl Store {
         }
         let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
         {
-            // Many rows per statement, in entity order: the B-tree is
-            // walked in key order once.
+            // Many rows per statement, in entity id order: the B-tree is
+            // walked in key order once. (Ids follow first appearance, not
+            // the addresses' order that the deltas come in.)
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_unstable_by_key(|&i| ids[i]);
             let full = recent_upsert(ROWS);
-            for (deltas, ids) in flush.deltas.chunks(ROWS).zip(ids.chunks(ROWS)) {
+            for rows in order.chunks(ROWS) {
                 let last;
-                let text = if deltas.len() == ROWS {
+                let text = if rows.len() == ROWS {
                     &full
                 } else {
-                    last = recent_upsert(deltas.len());
+                    last = recent_upsert(rows.len());
                     &last
                 };
                 let mut stmt = tx.prepare_cached(text).map_err(sql("prepare an upsert"))?;
@@ -160,10 +163,10 @@ impl Store {
                     stmt.raw_bind_parameter(1 + i, b)
                         .map_err(sql("write recent traffic"))?;
                 }
-                for (i, (d, id)) in deltas.iter().zip(ids).enumerate() {
-                    let c = &d.counters;
+                for (i, &row) in rows.iter().enumerate() {
+                    let c = &flush.deltas[row].counters;
                     let values = [
-                        *id,
+                        ids[row],
                         to_sql(c.rx_bytes),
                         to_sql(c.rx_packets),
                         to_sql(c.tx_bytes),
