@@ -122,9 +122,22 @@ impl Collector {
     }
 
     /// Finishes what the last flush record says was left undone, before
-    /// anything else. `maps_survived` is false when the pinned maps had to
-    /// be recreated (a reboot): their old content is gone, nothing to clear.
+    /// anything else, then folds the buckets that closed meanwhile.
+    /// `maps_survived` is false when the pinned maps had to be recreated
+    /// (a reboot): their old content is gone, nothing to clear.
     pub fn recover(&mut self, maps_survived: bool) -> Result<(), FlushError> {
+        self.finish_last_flush(maps_survived)?;
+        // Buckets that closed while the agent was away. A fold that fails
+        // here leaves the rows where readers see them; the agent folds
+        // after its next flush.
+        if let Err(e) = self.fold(Timestamp::now()) {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot fold recent traffic yet");
+        }
+        Ok(())
+    }
+
+    /// What the last flush record says is left undone ([`Self::recover`]).
+    fn finish_last_flush(&mut self, maps_survived: bool) -> Result<(), FlushError> {
         let Some(last) = self.store.last_flush()? else {
             return Ok(());
         };
@@ -159,7 +172,6 @@ impl Collector {
             });
             self.finish_outstanding(Instant::now())?;
         }
-        self.fold(Timestamp::now())?;
         Ok(())
     }
 
