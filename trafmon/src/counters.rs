@@ -155,6 +155,15 @@ fn fd_of<K: aya::Pod, V>(map: &impl aya::maps::IterableMap<K, V>) -> std::os::fd
     map.map().fd().as_fd()
 }
 
+/// One key's per-CPU values, summed.
+fn sum_cpus<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
+    let mut total = Counters::ZERO;
+    for c in per_cpu {
+        total.add(c);
+    }
+    total
+}
+
 /// Calls `each` with the key (UID, ifindex) and the values summed over
 /// CPUs of every slot of `side` that counted something.
 fn sum_slots(
@@ -165,10 +174,7 @@ fn sum_slots(
 ) -> Result<(), CountersError> {
     let (first, end) = slots.side(side);
     batch::lookup_range(fd_of(&slots.map), cpus, first, end, |slot, per_cpu| {
-        let mut total = Counters::ZERO;
-        for c in per_cpu {
-            total.add(c);
-        }
+        let total = sum_cpus(per_cpu);
         if !total.is_zero() {
             each(slot - first, total);
         }
@@ -257,11 +263,7 @@ fn sum_map<K: aya::Pod>(
     mut each: impl FnMut(K, Counters),
 ) -> Result<(), CountersError> {
     batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
-        let mut total = Counters::ZERO;
-        for c in per_cpu {
-            total.add(c);
-        }
-        each(key, total);
+        each(key, sum_cpus(per_cpu))
     })
     .map(drop)
     .map_err(|e| CountersError::Read {
@@ -340,11 +342,7 @@ impl Maps {
                     name: common::OVERFLOW,
                     source,
                 })?;
-            let mut total = Counters::ZERO;
-            for c in per_cpu.iter() {
-                total.add(c);
-            }
-            each(Drained::Overflow(kind, total));
+            each(Drained::Overflow(kind, sum_cpus(per_cpu.iter())));
         }
         Ok(())
     }

@@ -94,9 +94,12 @@ where
         }
     }
 
-    /// The deltas with the group sums, in entity order (kind, then key):
-    /// the kernel hands keys out in hash order, and the store looks new
-    /// entities up kind by kind, in many-key statements.
+    /// The deltas with the group sums, in entity order (kind, then key),
+    /// where the kernel hands keys out in hash order: the store then finds
+    /// known entities with searches that walk memory in order, looks new
+    /// ones up kind by kind, and gives them ids in key order (measured at
+    /// 100 000 keys: the sort costs 7 ms; without it the commit took 30 ms
+    /// and the fold twice as long).
     pub fn finish(mut self) -> Vec<Delta> {
         for (name, c) in std::mem::take(&mut self.group_sums) {
             if !c.is_zero() {

@@ -145,8 +145,8 @@ impl Store {
         let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
         {
             // Many rows per statement, in entity id order: the B-tree is
-            // walked in key order once. (Ids follow first appearance, not
-            // the addresses' order that the deltas come in.)
+            // walked in key order once (ids follow first appearance, not
+            // the order of the deltas).
             let mut order: Vec<usize> = (0..ids.len()).collect();
             order.sort_unstable_by_key(|&i| ids[i]);
             let full = recent_upsert(ROWS);
