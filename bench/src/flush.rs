@@ -52,9 +52,13 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
     }
     let mut out: Vec<(u32, Vec<[f64; 5]>)> = sizes.iter().map(|n| (*n, Vec::new())).collect();
     let mut folds: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    // Past the open bucket: every unfolded row.
+    let later = || Timestamp::now() + SignedDuration::from_mins(10);
     for (k, n) in rotation(sizes, rounds) {
-        // Steady state: the interval before had the same live keys
-        // (not measured).
+        // Steady state: the 5-minute bucket holds just these live keys
+        // (what other sizes left is folded away), and the interval before
+        // had the same keys (not measured).
+        collector.fold(later())?;
         live.fill_ips(live.active()?, n)?;
         collector.flush(Timestamp::now())?;
         live.fill_ips(live.active()?, n)?;
@@ -81,8 +85,6 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
             ms(f.duration_us)
         );
     }
-    // Past the open bucket: every unfolded row.
-    let later = || Timestamp::now() + SignedDuration::from_mins(10);
     collector.fold(later())?;
     for (k, n) in rotation(sizes, rounds) {
         live.fill_ips(live.active()?, n)?;
