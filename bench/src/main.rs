@@ -12,6 +12,7 @@ mod packet;
 mod results;
 mod throughput;
 mod traffic;
+mod walks;
 mod world;
 
 use std::{
@@ -71,6 +72,7 @@ struct Plan {
     rate_window: Duration,
     flush_keys: Vec<u32>,
     flush_rounds: usize,
+    walk_keys: u32,
     memory_keys: u32,
     memory_flushes: u32,
     report_users: u32,
@@ -89,6 +91,7 @@ impl Plan {
                 rate_window: Duration::from_millis(400),
                 flush_keys: vec![1000, 10_000],
                 flush_rounds: 1,
+                walk_keys: 10_000,
                 memory_keys: 10_000,
                 memory_flushes: 1,
                 report_users: 20,
@@ -104,6 +107,7 @@ impl Plan {
                 rate_window: Duration::from_secs(3),
                 flush_keys: vec![1000, 10_000, 100_000, 1_000_000],
                 flush_rounds: 5,
+                walk_keys: 100_000,
                 memory_keys: 100_000,
                 memory_flushes: 3,
                 report_users: 1000,
@@ -249,6 +253,8 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
     if wanted(Bench::Flush) {
         eprintln!("trafbench: flush");
         results.flush = flush::run(&env, &live, &plan.flush_keys, plan.flush_rounds)?;
+        eprintln!("trafbench: kernel batch walks");
+        results.walks = walks::run(plan.walk_keys, plan.map_entries, plan.flush_rounds)?;
     }
     if wanted(Bench::Memory) {
         eprintln!("trafbench: agent memory");

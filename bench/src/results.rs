@@ -31,6 +31,7 @@ pub struct Results {
     pub packet: Vec<PacketCost>,
     pub throughput: Vec<Throughput>,
     pub flush: Vec<Flush>,
+    pub walks: Vec<Walk>,
     pub report: Vec<Latency>,
     pub memory: Option<Memory>,
     pub notes: Vec<String>,
@@ -80,6 +81,18 @@ pub struct Flush {
     /// Folding one flush's rows into the bucket tables (once per 5
     /// minutes, after a flush).
     pub fold_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+/// One kind of kernel batch walk over a map of `keys` keys.
+#[derive(Debug, Serialize)]
+pub struct Walk {
+    pub method: String,
+    /// What the flush would use it for.
+    pub purpose: String,
+    pub keys: u32,
+    pub median_ms: f64,
+    pub ns_per_key: f64,
     pub samples_ms: Vec<f64>,
 }
 
@@ -152,6 +165,7 @@ impl Results {
         self.packet_section(&mut m);
         self.throughput_section(&mut m);
         self.flush_section(&mut m);
+        self.walks_section(&mut m);
         self.report_section(&mut m);
         if let Some(mem) = &self.memory {
             let _ = writeln!(m, "\n## Agent memory\n");
@@ -264,6 +278,36 @@ impl Results {
                 f.commit_ms,
                 f.clear_ms,
                 f.fold_ms
+            );
+        }
+    }
+
+    fn walks_section(&self, m: &mut String) {
+        let Some(first) = self.walks.first() else {
+            return;
+        };
+        let _ = writeln!(
+            m,
+            "\n## Kernel batch walks over {} keys (the floor under drain and clear)\n",
+            keys(first.keys)
+        );
+        let _ = writeln!(
+            m,
+            "| Walk | For | Median (ms) | Per key (ns) |\n|---|---|---|---|"
+        );
+        for w in &self.walks {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.1} | {:.0} |",
+                w.method, w.purpose, w.median_ms, w.ns_per_key
+            );
+        }
+        if let [drain, clear, ..] = &self.walks[..] {
+            let _ = writeln!(
+                m,
+                "\nA flush walks the map twice, to drain it and to clear it: {:.1} ms in the kernel at {} keys, before any store work.",
+                drain.median_ms + clear.median_ms,
+                keys(first.keys)
             );
         }
     }

@@ -1,0 +1,134 @@
+//! The kernel's batch walks over a per-CPU hash of N keys, each timed
+//! alone: the floor under the flush's drain (one `BPF_MAP_LOOKUP_BATCH`
+//! walk) and clear (one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk), beside the
+//! other ways there are to empty such a map. The map is made for this
+//! benchmark, shaped like the IP maps (key `IpKey`, value `Counters` per
+//! CPU, preallocated, the same max entries), and closed after it.
+
+use std::{
+    os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use aya_obj::generated::{bpf_cmd, bpf_map_type};
+use trafmon::batch;
+use trafmon_common::{Counters, FAMILY_IPV6, IpKey};
+
+use crate::results::{Walk, median};
+
+/// The ways to walk the map, as (name, what it is for).
+const METHODS: [(&str, &str); 4] = [
+    (
+        "`BPF_MAP_LOOKUP_BATCH`",
+        "the drain: reads every key and its per-CPU values",
+    ),
+    (
+        "`BPF_MAP_LOOKUP_AND_DELETE_BATCH`",
+        "the clear: deletes every key (reading it again)",
+    ),
+    (
+        "`BPF_MAP_DELETE_BATCH` of the drained keys",
+        "a clear that does not read",
+    ),
+    (
+        "`BPF_MAP_UPDATE_BATCH` of zeroes",
+        "a clear that keeps the keys",
+    ),
+];
+
+/// A preallocated per-CPU hash like `IP_A`.
+fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
+    let mut attr = batch::zeroed_attr();
+    // SAFETY: the map-create member of the union, on a zeroed attr.
+    unsafe {
+        let create = &mut attr.__bindgen_anon_1;
+        create.map_type = bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32;
+        create.key_size = size_of::<IpKey>() as u32;
+        create.value_size = size_of::<Counters>() as u32;
+        create.max_entries = max_entries;
+    }
+    // SAFETY: attr is zeroed with the map-create fields set.
+    let fd = unsafe { batch::bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr) }
+        .context("cannot create a per-CPU hash map")?;
+    // SAFETY: BPF_MAP_CREATE returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) })
+}
+
+/// `n` distinct documentation addresses, spread over the hash.
+fn keys(n: u32) -> Vec<IpKey> {
+    (0..n)
+        .map(|i| {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            addr[12..].copy_from_slice(&i.to_be_bytes());
+            IpKey {
+                addr,
+                family: FAMILY_IPV6,
+            }
+        })
+        .collect()
+}
+
+/// Keys in the map now (not timed).
+fn count(fd: &OwnedFd, cpus: usize) -> anyhow::Result<usize> {
+    Ok(batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?)
+}
+
+/// Times every method `rounds` times over a map of `n` keys, the methods'
+/// order rotating per round; each starts from a freshly filled map.
+pub fn run(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let fd = create(max_entries)?;
+    let keys = keys(n);
+    let one = Counters {
+        rx_bytes: 1500,
+        rx_packets: 1,
+        tx_bytes: 60,
+        tx_packets: 1,
+    };
+    let values = vec![one; keys.len() * cpus];
+    let zeroes = vec![Counters::ZERO; keys.len() * cpus];
+    let mut samples = vec![Vec::new(); METHODS.len()];
+    for round in 0..rounds {
+        for i in 0..METHODS.len() {
+            let m = (i + round) % METHODS.len();
+            batch::update(fd.as_fd(), cpus, &keys, &values)?;
+            let started = Instant::now();
+            let walked = match m {
+                0 => batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?,
+                1 => batch::delete_all::<IpKey>(fd.as_fd(), cpus)?,
+                2 => batch::delete(fd.as_fd(), &keys).map(|()| keys.len())?,
+                _ => batch::update(fd.as_fd(), cpus, &keys, &zeroes).map(|()| keys.len())?,
+            };
+            samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
+            if walked != keys.len() {
+                bail!("{} walked {walked} of {n} keys", METHODS[m].0);
+            }
+            // Methods that keep the keys leave them; empty the map for
+            // the next one (not timed).
+            if m == 0 || m == 3 {
+                batch::delete(fd.as_fd(), &keys)?;
+            }
+            let left = count(&fd, cpus)?;
+            if left != 0 {
+                bail!("{left} keys left after {}", METHODS[m].0);
+            }
+        }
+    }
+    Ok(METHODS
+        .iter()
+        .zip(samples)
+        .map(|((method, purpose), samples_ms)| {
+            let median_ms = median(&samples_ms);
+            Walk {
+                method: (*method).into(),
+                purpose: (*purpose).into(),
+                keys: n,
+                median_ms,
+                ns_per_key: median_ms * 1e6 / f64::from(n),
+                samples_ms,
+            }
+        })
+        .collect())
+}
