@@ -254,7 +254,8 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
         eprintln!("trafbench: flush");
         results.flush = flush::run(&env, &live, &plan.flush_keys, plan.flush_rounds)?;
         eprintln!("trafbench: kernel batch walks");
-        results.walks = walks::run(plan.walk_keys, plan.map_entries, plan.flush_rounds)?;
+        let sizes = [plan.map_entries, plan.walk_keys.next_power_of_two()];
+        results.walks = walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
     }
     if wanted(Bench::Memory) {
         eprintln!("trafbench: agent memory");

@@ -91,6 +91,9 @@ pub struct Walk {
     /// What the flush would use it for.
     pub purpose: String,
     pub keys: u32,
+    /// The map's max entries (and so its buckets, rounded up to a power
+    /// of two).
+    pub max_entries: u32,
     pub median_ms: f64,
     pub ns_per_key: f64,
     pub samples_ms: Vec<f64>,
@@ -293,23 +296,32 @@ impl Results {
         );
         let _ = writeln!(
             m,
-            "| Walk | For | Median (ms) | Per key (ns) |\n|---|---|---|---|"
+            "| Map max entries | Walk | For | Median (ms) | Per key (ns) |\n|---|---|---|---|---|"
         );
         for w in &self.walks {
             let _ = writeln!(
                 m,
-                "| {} | {} | {:.1} | {:.0} |",
-                w.method, w.purpose, w.median_ms, w.ns_per_key
+                "| {} | {} | {} | {:.1} | {:.0} |",
+                w.max_entries, w.method, w.purpose, w.median_ms, w.ns_per_key
             );
         }
-        if let [drain, clear, ..] = &self.walks[..] {
-            let _ = writeln!(
-                m,
-                "\nA flush walks the map twice, to drain it and to clear it: {:.1} ms in the kernel at {} keys, before any store work.",
-                drain.median_ms + clear.median_ms,
-                keys(first.keys)
-            );
+        // The first two walks of each map size are the drain's and the clear's.
+        let mut floors = Vec::new();
+        for per_size in self.walks.chunk_by(|a, b| a.max_entries == b.max_entries) {
+            if let [drain, clear, ..] = per_size {
+                floors.push(format!(
+                    "{:.1} ms with {} max entries",
+                    drain.median_ms + clear.median_ms,
+                    drain.max_entries
+                ));
+            }
         }
+        let _ = writeln!(
+            m,
+            "\nA flush walks its map twice, to drain it and to clear it: {} at {} keys, in the kernel, before any store work.",
+            floors.join(", "),
+            keys(first.keys)
+        );
     }
 
     fn report_section(&self, m: &mut String) {

@@ -3,7 +3,10 @@
 //! walk) and clear (one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk), beside the
 //! other ways there are to empty such a map. The map is made for this
 //! benchmark, shaped like the IP maps (key `IpKey`, value `Counters` per
-//! CPU, preallocated, the same max entries), and closed after it.
+//! CPU, preallocated), and closed after it. It runs with the flush
+//! benchmark's max entries and with the smallest power of two that holds
+//! the keys: a hash map has as many buckets as that, and the walks visit
+//! the empty ones too.
 
 use std::{
     os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
@@ -75,9 +78,22 @@ fn count(fd: &OwnedFd, cpus: usize) -> anyhow::Result<usize> {
     Ok(batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?)
 }
 
+/// Times every method over `n` keys in a map of each of `sizes` max
+/// entries (duplicates once).
+pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut out = Vec::new();
+    for max_entries in sizes {
+        out.extend(run_one(n, max_entries, rounds)?);
+    }
+    Ok(out)
+}
+
 /// Times every method `rounds` times over a map of `n` keys, the methods'
 /// order rotating per round; each starts from a freshly filled map.
-pub fn run(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>> {
+fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let fd = create(max_entries)?;
     let keys = keys(n);
@@ -125,6 +141,7 @@ pub fn run(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
                 method: (*method).into(),
                 purpose: (*purpose).into(),
                 keys: n,
+                max_entries,
                 median_ms,
                 ns_per_key: median_ms * 1e6 / f64::from(n),
                 samples_ms,
