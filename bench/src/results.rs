@@ -353,6 +353,35 @@ mod tests {
     }
 
     #[test]
+    fn the_walk_floor_adds_drain_and_clear_per_map_size() {
+        let walk = |max_entries, method: &str, median_ms| Walk {
+            method: method.into(),
+            purpose: String::new(),
+            keys: 100_000,
+            max_entries,
+            median_ms,
+            ns_per_key: 0.0,
+            samples_ms: vec![median_ms],
+        };
+        let results = Results {
+            walks: vec![
+                walk(131_072, "lookup", 30.0),
+                walk(131_072, "lookup and delete", 35.0),
+                walk(131_072, "delete", 1.0),
+                walk(1_048_576, "lookup", 40.0),
+                walk(1_048_576, "lookup and delete", 42.5),
+            ],
+            ..Results::default()
+        };
+        let md = results.markdown();
+        assert!(md.contains("## Kernel batch walks over 100 k keys"), "{md}");
+        assert!(
+            md.contains("65.0 ms with 131072 max entries, 82.5 ms with 1048576 max entries"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn key_counts_read_as_people_write_them() {
         assert_eq!(keys(1), "1");
         assert_eq!(keys(10_000), "10 k");
