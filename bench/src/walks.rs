@@ -1,12 +1,13 @@
 //! The kernel's batch walks over a per-CPU hash of N keys, each timed
 //! alone: the floor under the flush's drain (one `BPF_MAP_LOOKUP_BATCH`
-//! walk) and clear (one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk), beside the
-//! other ways there are to empty such a map. The map is made for this
-//! benchmark, shaped like the IP maps (key `IpKey`, value `Counters` per
-//! CPU, preallocated), and closed after it. It runs with the flush
-//! benchmark's max entries and with the smallest power of two that holds
-//! the keys: a hash map has as many buckets as that, and the walks visit
-//! the empty ones too.
+//! walk) and clear (one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk), beside
+//! the other ways there are to empty such a map, and what creating a
+//! fresh one costs (a map swap would do that instead of the clear). The
+//! map is made for this benchmark, shaped like the IP maps (key `IpKey`,
+//! value `Counters` per CPU, preallocated), and closed after it. It runs
+//! with the flush benchmark's max entries and with the smallest power of
+//! two that holds the keys: a hash map has as many buckets as that, and
+//! the walks visit the empty ones too.
 
 use std::{
     os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
@@ -20,8 +21,9 @@ use trafmon_common::{Counters, FAMILY_IPV6, IpKey};
 
 use crate::results::{Walk, median};
 
-/// The ways to walk the map, as (name, what it is for).
-const METHODS: [(&str, &str); 4] = [
+/// The ways to walk the map, as (name, what it is for); the last one is
+/// not a walk but what a map swap would do instead of the clear.
+const METHODS: [(&str, &str); 5] = [
     (
         "`BPF_MAP_LOOKUP_BATCH`",
         "the drain: reads every key and its per-CPU values",
@@ -38,7 +40,14 @@ const METHODS: [(&str, &str); 4] = [
         "`BPF_MAP_UPDATE_BATCH` of zeroes",
         "a clear that keeps the keys",
     ),
+    (
+        "`BPF_MAP_CREATE` of an empty map as large",
+        "a map swap (map-in-map) instead of the clear",
+    ),
 ];
+
+/// Index of the map creation in [`METHODS`].
+const CREATE: usize = 4;
 
 /// A preallocated per-CPU hash like `IP_A`.
 fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
@@ -109,6 +118,14 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
     for round in 0..rounds {
         for i in 0..METHODS.len() {
             let m = (i + round) % METHODS.len();
+            if m == CREATE {
+                let started = Instant::now();
+                let fresh = create(max_entries)?;
+                samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
+                // The kernel frees it later, in a worker (not timed).
+                drop(fresh);
+                continue;
+            }
             batch::update(fd.as_fd(), cpus, &keys, &values)?;
             let started = Instant::now();
             let walked = match m {
