@@ -26,7 +26,7 @@ const FIRST_UID: u32 = 2_000_000;
 
 /// The `i`-th synthetic address: 2001:db8:ffff::/48 (documentation space,
 /// never sent to; only a map key).
-fn address(i: u32) -> IpKey {
+pub fn address(i: u32) -> IpKey {
     let [hi, lo] = [(i >> 16) as u16, i as u16];
     key_of(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, hi, lo).into())
 }
@@ -36,7 +36,7 @@ fn open(pins: &PinDir, name: &str) -> anyhow::Result<MapData> {
 }
 
 /// One counter value per CPU, as if every CPU had seen some traffic.
-fn values(n: usize, cpus: usize) -> Vec<Counters> {
+pub fn values(n: usize, cpus: usize) -> Vec<Counters> {
     vec![
         Counters {
             rx_bytes: 1500,

@@ -17,37 +17,54 @@ use std::{
 use anyhow::{Context as _, bail};
 use aya_obj::generated::{bpf_cmd, bpf_map_type};
 use trafmon::batch;
-use trafmon_common::{Counters, FAMILY_IPV6, IpKey};
+use trafmon_common::{Counters, IpKey};
 
-use crate::results::{Walk, median};
+use crate::{
+    fill,
+    results::{Walk, median},
+};
 
-/// The ways to walk the map, as (name, what it is for); the last one is
-/// not a walk but what a map swap would do instead of the clear.
-const METHODS: [(&str, &str); 5] = [
-    (
-        "`BPF_MAP_LOOKUP_BATCH`",
-        "the drain: reads every key and its per-CPU values",
-    ),
-    (
-        "`BPF_MAP_LOOKUP_AND_DELETE_BATCH`",
-        "the clear: deletes every key (reading it again)",
-    ),
-    (
-        "`BPF_MAP_DELETE_BATCH` of the drained keys",
-        "a clear that does not read",
-    ),
-    (
-        "`BPF_MAP_UPDATE_BATCH` of zeroes",
-        "a clear that keeps the keys",
-    ),
-    (
-        "`BPF_MAP_CREATE` of an empty map as large",
-        "a map swap (map-in-map) instead of the clear",
-    ),
-];
+/// The ways to walk the map; the last one is not a walk but what a map
+/// swap would do instead of the clear. The drain's and the clear's come
+/// first (the results add those two).
+#[derive(Clone, Copy)]
+enum Method {
+    Lookup,
+    LookupAndDelete,
+    DeleteKnown,
+    Zero,
+    Create,
+}
 
-/// Index of the map creation in [`METHODS`].
-const CREATE: usize = 4;
+impl Method {
+    const ALL: [Self; 5] = [
+        Self::Lookup,
+        Self::LookupAndDelete,
+        Self::DeleteKnown,
+        Self::Zero,
+        Self::Create,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Lookup => "`BPF_MAP_LOOKUP_BATCH`",
+            Self::LookupAndDelete => "`BPF_MAP_LOOKUP_AND_DELETE_BATCH`",
+            Self::DeleteKnown => "`BPF_MAP_DELETE_BATCH` of the drained keys",
+            Self::Zero => "`BPF_MAP_UPDATE_BATCH` of zeroes",
+            Self::Create => "`BPF_MAP_CREATE` of an empty map as large",
+        }
+    }
+
+    fn purpose(self) -> &'static str {
+        match self {
+            Self::Lookup => "the drain: reads every key and its per-CPU values",
+            Self::LookupAndDelete => "the clear: deletes every key (reading it again)",
+            Self::DeleteKnown => "a clear that does not read",
+            Self::Zero => "a clear that keeps the keys",
+            Self::Create => "a map swap (map-in-map) instead of the clear",
+        }
+    }
+}
 
 /// A preallocated per-CPU hash like `IP_A`.
 fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
@@ -67,22 +84,7 @@ fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) })
 }
 
-/// `n` distinct documentation addresses, spread over the hash.
-fn keys(n: u32) -> Vec<IpKey> {
-    (0..n)
-        .map(|i| {
-            let mut addr = [0u8; 16];
-            addr[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-            addr[12..].copy_from_slice(&i.to_be_bytes());
-            IpKey {
-                addr,
-                family: FAMILY_IPV6,
-            }
-        })
-        .collect()
-}
-
-/// Keys in the map now (not timed).
+/// Keys in the map now.
 fn count(fd: &OwnedFd, cpus: usize) -> anyhow::Result<usize> {
     Ok(batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?)
 }
@@ -101,24 +103,19 @@ pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
 }
 
 /// Times every method `rounds` times over a map of `n` keys, the methods'
-/// order rotating per round; each starts from a freshly filled map.
+/// order rotating per round; each walk starts from a freshly filled map.
 fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let fd = create(max_entries)?;
-    let keys = keys(n);
-    let one = Counters {
-        rx_bytes: 1500,
-        rx_packets: 1,
-        tx_bytes: 60,
-        tx_packets: 1,
-    };
-    let values = vec![one; keys.len() * cpus];
+    let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let values = fill::values(keys.len(), cpus);
     let zeroes = vec![Counters::ZERO; keys.len() * cpus];
-    let mut samples = vec![Vec::new(); METHODS.len()];
+    let mut samples = vec![Vec::new(); Method::ALL.len()];
     for round in 0..rounds {
-        for i in 0..METHODS.len() {
-            let m = (i + round) % METHODS.len();
-            if m == CREATE {
+        for i in 0..Method::ALL.len() {
+            let m = (i + round) % Method::ALL.len();
+            let method = Method::ALL[m];
+            if let Method::Create = method {
                 let started = Instant::now();
                 let fresh = create(max_entries)?;
                 samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
@@ -128,35 +125,38 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
             }
             batch::update(fd.as_fd(), cpus, &keys, &values)?;
             let started = Instant::now();
-            let walked = match m {
-                0 => batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?,
-                1 => batch::delete_all::<IpKey>(fd.as_fd(), cpus)?,
-                2 => batch::delete(fd.as_fd(), &keys).map(|()| keys.len())?,
-                _ => batch::update(fd.as_fd(), cpus, &keys, &zeroes).map(|()| keys.len())?,
+            let walked = match method {
+                Method::Lookup => count(&fd, cpus)?,
+                Method::LookupAndDelete => batch::delete_all::<IpKey>(fd.as_fd(), cpus)?,
+                Method::DeleteKnown => batch::delete(fd.as_fd(), &keys).map(|()| keys.len())?,
+                Method::Zero => {
+                    batch::update(fd.as_fd(), cpus, &keys, &zeroes).map(|()| keys.len())?
+                }
+                Method::Create => unreachable!("timed above: it walks nothing"),
             };
             samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
             if walked != keys.len() {
-                bail!("{} walked {walked} of {n} keys", METHODS[m].0);
+                bail!("{} walked {walked} of {n} keys", method.name());
             }
             // Methods that keep the keys leave them; empty the map for
             // the next one (not timed).
-            if m == 0 || m == 3 {
+            if let Method::Lookup | Method::Zero = method {
                 batch::delete(fd.as_fd(), &keys)?;
             }
             let left = count(&fd, cpus)?;
             if left != 0 {
-                bail!("{left} keys left after {}", METHODS[m].0);
+                bail!("{left} keys left after {}", method.name());
             }
         }
     }
-    Ok(METHODS
+    Ok(Method::ALL
         .iter()
         .zip(samples)
-        .map(|((method, purpose), samples_ms)| {
+        .map(|(method, samples_ms)| {
             let median_ms = median(&samples_ms);
             Walk {
-                method: (*method).into(),
-                purpose: (*purpose).into(),
+                method: method.name().into(),
+                purpose: method.purpose().into(),
                 keys: n,
                 max_entries,
                 median_ms,
