@@ -10,7 +10,8 @@ use trafmon::{config::Config, counters::Maps, flush::Collector, paths::PinDir, s
 
 use crate::{
     fill::Live,
-    results::{Flush, median},
+    profile::{Profile, Recorder, Scope},
+    results::{Flush, keys, median},
     world::Env,
 };
 
@@ -33,14 +34,37 @@ fn rotation(sizes: &[u32], rounds: usize) -> impl Iterator<Item = (usize, u32)> 
 /// flush of the same addresses, as in steady state. The
 /// flushes of the first pass are not folded in between, as in a 5-minute
 /// bucket; the second pass folds the `n` rows of one flush.
-pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Flush>> {
+/// The agent's collector on the env's maps and store, recovered, with
+/// whatever the agent left flushed.
+fn collector(env: &Env) -> anyhow::Result<Collector> {
     let config = Config::load(&env.config, true)?;
     let maps = Maps::open(&PinDir::new(&env.pins))?;
     let store = Store::open(&config.store_path())?;
     let mut collector = Collector::new(maps, store, &config, None);
     collector.recover(true)?;
-    // The first flush moves whatever the agent left; not measured.
     collector.flush(Timestamp::now())?;
+    Ok(collector)
+}
+
+/// Past the open bucket: every unfolded row.
+fn later() -> Timestamp {
+    Timestamp::now() + SignedDuration::from_mins(10)
+}
+
+/// Writes `n` live addresses and flushes them, so that the next flush of
+/// `n` addresses is one of the steady state (not measured).
+fn steady(collector: &mut Collector, live: &Live, n: u32) -> anyhow::Result<()> {
+    // The 5-minute bucket holds just these live keys (what other sizes
+    // left is folded away), and the interval before had the same keys.
+    collector.fold(later())?;
+    live.fill_ips(live.active()?, n)?;
+    collector.flush(Timestamp::now())?;
+    live.fill_ips(live.active()?, n)?;
+    Ok(())
+}
+
+pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Flush>> {
+    let mut collector = collector(env)?;
     // The addresses first appear in waves spread over their range, as
     // customers come and go over time, so that entity ids do not follow
     // the addresses' order (not measured).
@@ -52,16 +76,8 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
     }
     let mut out: Vec<(u32, Vec<[f64; 5]>)> = sizes.iter().map(|n| (*n, Vec::new())).collect();
     let mut folds: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
-    // Past the open bucket: every unfolded row.
-    let later = || Timestamp::now() + SignedDuration::from_mins(10);
     for (k, n) in rotation(sizes, rounds) {
-        // Steady state: the 5-minute bucket holds just these live keys
-        // (what other sizes left is folded away), and the interval before
-        // had the same keys (not measured).
-        collector.fold(later())?;
-        live.fill_ips(live.active()?, n)?;
-        collector.flush(Timestamp::now())?;
-        live.fill_ips(live.active()?, n)?;
+        steady(&mut collector, live, n)?;
         let f = collector
             .flush(Timestamp::now())
             .with_context(|| format!("flush of {n} keys"))?;
@@ -119,4 +135,25 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
             }
         })
         .collect())
+}
+
+/// A profile of `flushes` steady-state flushes of `n` live addresses,
+/// sampled only while they run (after [`run`], on the same store).
+pub fn profile(env: &Env, live: &Live, n: u32, flushes: usize) -> anyhow::Result<Profile> {
+    let mut collector = collector(env)?;
+    let mut perf = Recorder::start(Scope::Myself, 4999)?;
+    for _ in 0..flushes {
+        steady(&mut collector, live, n)?;
+        let f = perf.during(|| Ok(collector.flush(Timestamp::now())?))?;
+        if f.entities < n as usize {
+            bail!(
+                "a flush of {n} live keys stored only {} entities",
+                f.entities
+            );
+        }
+    }
+    perf.finish(
+        &format!("Flush: {flushes} flushes of {} live keys", keys(n)),
+        None,
+    )
 }

@@ -9,6 +9,7 @@ mod history;
 mod hooks;
 mod memory;
 mod packet;
+mod profile;
 mod results;
 mod throughput;
 mod traffic;
@@ -73,6 +74,9 @@ struct Plan {
     flush_keys: Vec<u32>,
     flush_rounds: usize,
     walk_keys: u32,
+    /// Live keys of the per-packet profile, and of the flush profile.
+    profile_keys: u32,
+    profile_flush_keys: u32,
     memory_keys: u32,
     memory_flushes: u32,
     report_users: u32,
@@ -92,6 +96,8 @@ impl Plan {
                 flush_keys: vec![1000, 10_000],
                 flush_rounds: 1,
                 walk_keys: 10_000,
+                profile_keys: 1000,
+                profile_flush_keys: 10_000,
                 memory_keys: 10_000,
                 memory_flushes: 1,
                 report_users: 20,
@@ -108,6 +114,9 @@ impl Plan {
                 flush_keys: vec![1000, 10_000, 100_000, 1_000_000],
                 flush_rounds: 5,
                 walk_keys: 100_000,
+                // The sizes of the targets.
+                profile_keys: 10_000,
+                profile_flush_keys: 100_000,
                 memory_keys: 100_000,
                 memory_flushes: 3,
                 report_users: 1000,
@@ -245,6 +254,14 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
             plan.packet_rounds,
             plan.packet_window,
         )?;
+        eprintln!("trafbench: profile of the per-packet runs");
+        results.profiles.push(packet::profile(
+            trafgen,
+            &env,
+            &live,
+            plan.profile_keys,
+            plan.packet_window,
+        )?);
     }
     if wanted(Bench::Throughput) {
         throughput(trafgen, &plan, &env, &mut results)?;
@@ -253,6 +270,10 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
     if wanted(Bench::Flush) {
         eprintln!("trafbench: flush");
         results.flush = flush::run(&env, &live, &plan.flush_keys, plan.flush_rounds)?;
+        eprintln!("trafbench: profile of the flush");
+        results
+            .profiles
+            .push(flush::profile(&env, &live, plan.profile_flush_keys, 3)?);
         eprintln!("trafbench: kernel batch walks");
         let sizes = [plan.map_entries, plan.walk_keys.next_power_of_two()];
         results.walks = walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
@@ -325,6 +346,12 @@ fn throughput(trafgen: &Path, plan: &Plan, env: &Env, results: &mut Results) -> 
         plan.rate_rounds,
         plan.rate_window,
     )?;
+    eprintln!("trafbench: profile of UDP through trafmon");
+    results.profiles.push(throughput::profile_udp(
+        trafgen,
+        &variants[1],
+        plan.rate_window,
+    )?);
     results.throughput.extend(throughput::compare(
         trafgen,
         &variants,

@@ -15,8 +15,9 @@ use trafmon::paths::PinDir;
 use crate::{
     fill::Live,
     floor::Noop,
+    profile::{Profile, Recorder, Scope},
     results::{PacketCost, median},
-    traffic,
+    traffic::{self, Outlast},
     world::Env,
 };
 
@@ -108,7 +109,14 @@ pub fn run(
             live.fill_uids(side, n - 1)?;
             live.fill_ips(side, n - 1)?;
             let before = snapshot(&ids)?;
-            let datagrams = traffic::both_ways(trafgen, &env.pair, &env.cgroup, uid, window)?;
+            let datagrams = traffic::both_ways(
+                trafgen,
+                &env.pair,
+                &env.cgroup,
+                uid,
+                window,
+                Outlast::Senders,
+            )?;
             let after = snapshot(&ids)?;
             if live.active()? != side {
                 // The agent flushed meanwhile (and emptied the keys): again.
@@ -143,4 +151,44 @@ pub fn run(
             samples: s,
         })
         .collect())
+}
+
+/// A profile of the programs' runs as [`run`] measures them: traffic both
+/// ways from [`HASH_UID`] with `keys` live keys and bpf_stats on.
+pub fn profile(
+    trafgen: &Path,
+    env: &Env,
+    live: &Live,
+    keys: u32,
+    window: Duration,
+) -> anyhow::Result<Profile> {
+    let _stats = enable_stats(Stats::RunTime).context("cannot enable bpf_stats")?;
+    let mut perf = Recorder::start(Scope::System, 1999)?;
+    // The agent flushes every 5 minutes: should it flush meanwhile, the
+    // rest of the run counts into emptied maps, which is the same code.
+    let side = live.active()?;
+    live.clear(side)?;
+    live.fill_uids(side, keys - 1)?;
+    live.fill_ips(side, keys - 1)?;
+    let datagrams = perf.during(|| {
+        traffic::both_ways(
+            trafgen,
+            &env.pair,
+            &env.cgroup,
+            HASH_UID,
+            window,
+            Outlast::Sinks,
+        )
+    })?;
+    live.clear(live.active()?)?;
+    if datagrams == 0 {
+        bail!("no traffic arrived");
+    }
+    perf.finish(
+        &format!(
+            "Per-packet: UDP both ways as UID {HASH_UID}, {} live keys, bpf_stats on",
+            crate::results::keys(keys)
+        ),
+        Some("trafgen"),
+    )
 }

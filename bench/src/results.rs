@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::packet;
+use crate::{
+    packet,
+    profile::{Profile, Symbol},
+};
 
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[f64]) -> f64 {
@@ -34,6 +37,8 @@ pub struct Results {
     pub walks: Vec<Walk>,
     pub report: Vec<Latency>,
     pub memory: Option<Memory>,
+    /// Where the time of the missed targets goes.
+    pub profiles: Vec<Profile>,
     pub notes: Vec<String>,
 }
 
@@ -126,7 +131,7 @@ pub struct Memory {
     pub agent_flush_ms: Vec<f64>,
 }
 
-fn keys(n: u32) -> String {
+pub fn keys(n: u32) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{} M", n / 1_000_000),
         n if n >= 1000 && n % 1000 == 0 => format!("{} k", n / 1000),
@@ -139,6 +144,13 @@ fn rate(value: f64, unit: &str) -> String {
         "packets/s" => format!("{:.0} kpps", value / 1000.0),
         "bit/s" => format!("{:.2} Gbit/s", value / 1e9),
         _ => format!("{value:.1} {unit}"),
+    }
+}
+
+fn symbol_table(m: &mut String, symbols: &[Symbol]) {
+    let _ = writeln!(m, "| Share | Place | Symbol |\n|---|---|---|");
+    for s in symbols {
+        let _ = writeln!(m, "| {:.1} % | {} | `{}` |", s.percent, s.place, s.name);
     }
 }
 
@@ -194,6 +206,7 @@ impl Results {
                     .join(", ")
             );
         }
+        self.profiles_section(&mut m);
         if !self.notes.is_empty() {
             let _ = writeln!(m, "\n## Notes\n");
             for n in &self.notes {
@@ -324,6 +337,54 @@ impl Results {
         );
     }
 
+    fn profiles_section(&self, m: &mut String) {
+        if self.profiles.is_empty() {
+            return;
+        }
+        let _ = writeln!(m, "\n## Profiles: where the time goes\n");
+        let _ = writeln!(
+            m,
+            "Flat profiles taken by `perf record` (no call graphs) during extra runs of the benchmarks above, \
+             sampling only while those runs ran. A symbol's share is of the profile's samples: \
+             `eBPF program` is the JIT-compiled programs themselves, `kernel: BPF hooks, helpers and maps` \
+             the kernel functions they call or are called from (by name: `bpf_*`, `htab_*`, `__cgroup_bpf_*`, `tcx_*` ...), \
+             `kernel` the rest of the kernel (the network stack, the scheduler, system calls)."
+        );
+        if self.profiles.iter().any(|p| p.event == "cpu-clock") {
+            let _ = writeln!(
+                m,
+                "\nThis machine's CPU counters are out of perf's reach, so it samples on a timer interrupt (`cpu-clock`): \
+                 time spent with interrupts off is charged to where they come back on \
+                 (`_raw_spin_unlock_irqrestore`, `finish_task_switch`)."
+            );
+        }
+        for p in &self.profiles {
+            let whose = match &p.comm {
+                Some(c) => format!("samples of `{c}` processes and the softirqs that ran in them"),
+                None => "samples of the benchmark process".to_owned(),
+            };
+            let _ = writeln!(m, "\n### {}\n", p.what);
+            let places: Vec<String> = p
+                .places
+                .iter()
+                .map(|(place, pct)| format!("{place} {pct:.1} %"))
+                .collect();
+            let _ = writeln!(
+                m,
+                "{} {whose}, on `{}` at {} Hz per CPU. By place: {}.\n",
+                p.samples,
+                p.event,
+                p.hz,
+                places.join(", ")
+            );
+            symbol_table(m, &p.symbols);
+            if !p.bpf_symbols.is_empty() {
+                let _ = writeln!(m, "\nIts hottest symbols of BPF code:\n");
+                symbol_table(m, &p.bpf_symbols);
+            }
+        }
+    }
+
     fn report_section(&self, m: &mut String) {
         let _ = writeln!(m, "\n## Report latency over a year of history\n");
         let _ = writeln!(
@@ -377,6 +438,44 @@ mod tests {
         assert!(md.contains("## Kernel batch walks over 100 k keys"), "{md}");
         assert!(
             md.contains("65.0 ms with 131072 max entries, 82.5 ms with 1048576 max entries"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_profile_shows_its_places_its_hottest_and_its_bpf_symbols() {
+        let symbol = |place: &str, name: &str, percent| Symbol {
+            place: place.into(),
+            name: name.into(),
+            samples: 1,
+            percent,
+        };
+        let bpf = symbol("eBPF program", "bpf_prog_1_cgroup_egress", 2.5);
+        let results = Results {
+            profiles: vec![Profile {
+                what: "UDP".into(),
+                comm: Some("trafgen".into()),
+                hz: 1999,
+                event: "cpu-clock".into(),
+                samples: 40,
+                places: vec![("kernel".into(), 97.5), ("eBPF program".into(), 2.5)],
+                symbols: vec![symbol("kernel", "veth_xmit", 97.5), bpf.clone()],
+                bpf_symbols: vec![bpf],
+            }],
+            ..Results::default()
+        };
+        let md = results.markdown();
+        assert!(md.contains("## Profiles: where the time goes"), "{md}");
+        assert!(md.contains("samples on a timer interrupt"), "{md}");
+        assert!(
+            md.contains("40 samples of `trafgen` processes and the softirqs that ran in them, on `cpu-clock` at 1999 Hz per CPU. By place: kernel 97.5 %, eBPF program 2.5 %."),
+            "{md}"
+        );
+        assert!(md.contains("| 97.5 % | kernel | `veth_xmit` |"), "{md}");
+        assert_eq!(
+            md.matches("| 2.5 % | eBPF program | `bpf_prog_1_cgroup_egress` |")
+                .count(),
+            2,
             "{md}"
         );
     }

@@ -6,12 +6,13 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
 use crate::{
     hooks::EmptyHooks,
+    profile::{Profile, Recorder, Scope},
     results::{Throughput, median},
-    traffic,
+    traffic::{self, Outlast},
     world::{ADDR_A, Cgroup, Pair, sh},
 };
 
@@ -169,7 +170,7 @@ pub fn compare(
             let r = if tcp {
                 traffic::tcp_rate(trafgen, v.pair, v.cgroup, window)?
             } else {
-                traffic::udp_rate(trafgen, v.pair, v.cgroup, window)?
+                traffic::udp_rate(trafgen, v.pair, v.cgroup, window, Outlast::Senders)?
             };
             eprintln!("trafbench: {traffic_name}, {}: {r:.0} {unit}", v.name);
             samples.entry(k).or_default().push(r);
@@ -190,4 +191,33 @@ pub fn compare(
             }
         })
         .collect())
+}
+
+/// A profile of small UDP datagrams through `variant`, as [`compare`]
+/// sends them.
+pub fn profile_udp(
+    trafgen: &Path,
+    variant: &Variant<'_>,
+    window: Duration,
+) -> anyhow::Result<Profile> {
+    let mut perf = Recorder::start(Scope::System, 1999)?;
+    let rate = perf.during(|| {
+        traffic::udp_rate(
+            trafgen,
+            variant.pair,
+            variant.cgroup,
+            window,
+            Outlast::Sinks,
+        )
+    })?;
+    if rate <= 0.0 {
+        bail!("no UDP datagram arrived through {}", variant.name);
+    }
+    perf.finish(
+        &format!(
+            "UDP throughput: 60-byte frames through {}, bpf_stats off",
+            variant.name
+        ),
+        Some("trafgen"),
+    )
 }

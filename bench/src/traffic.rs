@@ -117,6 +117,27 @@ fn one_way(
     Ok(counted)
 }
 
+/// Which end of a UDP run lasts longer.
+#[derive(Clone, Copy, Debug)]
+pub enum Outlast {
+    /// The senders: the counting window, which starts at the first
+    /// datagram, is full of traffic to its end (for rates).
+    Senders,
+    /// The sinks: no datagram arrives at a closed socket and makes the
+    /// kernel answer with ICMP (for profiles of the traffic alone).
+    Sinks,
+}
+
+impl Outlast {
+    /// (seconds to send, seconds to count) for a run of `window`.
+    fn seconds(self, window: Duration, margin: Duration) -> (String, String) {
+        match self {
+            Self::Senders => (secs(window + margin), secs(window)),
+            Self::Sinks => (secs(window), secs(window + margin)),
+        }
+    }
+}
+
 /// Small datagrams from `a` (in `cgroup`, if given) to `b` for `window`;
 /// returns the datagrams per second that arrived at `b`'s socket.
 pub fn udp_rate(
@@ -124,15 +145,14 @@ pub fn udp_rate(
     pair: &Pair,
     cgroup: Option<&Cgroup>,
     window: Duration,
+    outlast: Outlast,
 ) -> anyhow::Result<f64> {
-    // The sender outlasts the counting window, which starts at the first
-    // datagram.
-    let send_for = secs(window + Duration::from_millis(700));
+    let (send_for, count_for) = outlast.seconds(window, Duration::from_millis(700));
     let received = one_way(
         trafgen,
         pair,
         cgroup,
-        &["udp-count", ADDR_B, "9000", &secs(window)],
+        &["udp-count", ADDR_B, "9000", &count_for],
         &["udp-blast", ADDR_B, "9000", SMALL, &send_for],
     )?;
     Ok(received as f64 / window.as_secs_f64())
@@ -167,13 +187,14 @@ pub fn both_ways(
     cgroup: &Cgroup,
     uid: u32,
     window: Duration,
+    outlast: Outlast,
 ) -> anyhow::Result<u64> {
-    let send_for = secs(window + Duration::from_millis(500));
+    let (send_for, count_for) = outlast.seconds(window, Duration::from_millis(500));
     let sink_b = Running::spawn(
         trafgen,
         &pair.b,
         None,
-        &["udp-count", ADDR_B, "9002", &secs(window)],
+        &["udp-count", ADDR_B, "9002", &count_for],
         true,
     )?;
     let sink_a = Running::spawn_as(
@@ -181,7 +202,7 @@ pub fn both_ways(
         &pair.a,
         Some(cgroup),
         Some(uid),
-        &["udp-count", ADDR_A, "9003", &secs(window)],
+        &["udp-count", ADDR_A, "9003", &count_for],
         true,
     )?;
     let to_b = Running::spawn_as(

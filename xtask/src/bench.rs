@@ -20,8 +20,11 @@ pub struct Options {
     pub quick: bool,
 }
 
-/// Debian packages that provide the tools the benchmarks compare against.
-const TOOLS: [(&str, &str); 4] = [
+/// Debian packages that provide the tools the benchmarks compare against
+/// or measure with.
+const TOOLS: [(&str, &str); 5] = [
+    // Profiles where the time of a missed target goes.
+    ("perf", "linux-perf"),
     ("iptables", "iptables"),
     ("iptables-legacy", "iptables"),
     ("nft", "nftables"),
