@@ -29,11 +29,6 @@ fn rotation(sizes: &[u32], rounds: usize) -> impl Iterator<Item = (usize, u32)> 
     })
 }
 
-/// Runs `rounds` rounds over `sizes` (rotating the order per round); each
-/// flush drains `n` live addresses written into the active side, after a
-/// flush of the same addresses, as in steady state. The
-/// flushes of the first pass are not folded in between, as in a 5-minute
-/// bucket; the second pass folds the `n` rows of one flush.
 /// The agent's collector on the env's maps and store, recovered, with
 /// whatever the agent left flushed.
 fn collector(env: &Env) -> anyhow::Result<Collector> {
@@ -63,6 +58,11 @@ fn steady(collector: &mut Collector, live: &Live, n: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Runs `rounds` rounds over `sizes` (rotating the order per round); each
+/// flush drains `n` live addresses written into the active side, after a
+/// flush of the same addresses, as in steady state. The
+/// flushes of the first pass are not folded in between, as in a 5-minute
+/// bucket; the second pass folds the `n` rows of one flush.
 pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Flush>> {
     let mut collector = collector(env)?;
     // The addresses first appear in waves spread over their range, as

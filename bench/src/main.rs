@@ -74,8 +74,9 @@ struct Plan {
     flush_keys: Vec<u32>,
     flush_rounds: usize,
     walk_keys: u32,
-    /// Live keys of the per-packet profile, and of the flush profile.
+    /// Live keys of the per-packet profile.
     profile_keys: u32,
+    /// Live keys of the flush profile.
     profile_flush_keys: u32,
     memory_keys: u32,
     memory_flushes: u32,
@@ -311,17 +312,18 @@ fn throughput(trafgen: &Path, plan: &Plan, env: &Env, results: &mut Results) -> 
     stats_off()?;
     let others = Others::new()?;
     results.notes.extend(others.notes.iter().cloned());
+    let trafmon = Variant {
+        name: "trafmon".into(),
+        pair: &env.pair,
+        cgroup: Some(&env.cgroup),
+    };
     let mut variants = vec![
         Variant {
             name: "nothing attached".into(),
             pair: &others.bare,
             cgroup: None,
         },
-        Variant {
-            name: "trafmon".into(),
-            pair: &env.pair,
-            cgroup: Some(&env.cgroup),
-        },
+        trafmon.clone(),
     ];
     if let Some(h) = &others.hooked {
         variants.push(Variant {
@@ -349,7 +351,7 @@ fn throughput(trafgen: &Path, plan: &Plan, env: &Env, results: &mut Results) -> 
     eprintln!("trafbench: profile of UDP through trafmon");
     results.profiles.push(throughput::profile_udp(
         trafgen,
-        &variants[1],
+        &trafmon,
         plan.rate_window,
     )?);
     results.throughput.extend(throughput::compare(

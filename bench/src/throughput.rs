@@ -68,6 +68,7 @@ fn nftables(pair: &Pair) -> anyhow::Result<()> {
 }
 
 /// One way of (not) counting, with its own pair.
+#[derive(Clone)]
 pub struct Variant<'a> {
     pub name: String,
     pub pair: &'a Pair,
