@@ -2,11 +2,29 @@
 //! intervals, map sizes, the cgroup, interfaces, time zone, week and month
 //! start, retention and networks.
 
-use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+use std::{fmt, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use jiff::{Span, civil::Weekday, tz::TimeZone};
 use serde::{Deserialize, Deserializer, de};
+
+/// Reads an integer that must lie in `range`; outside it (or outside
+/// `T`), the error is `message` of the number read.
+pub fn ranged<'de, D, T>(
+    d: D,
+    range: RangeInclusive<T>,
+    message: impl FnOnce(i64) -> String,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64> + PartialOrd,
+{
+    let n = i64::deserialize(d)?;
+    match T::try_from(n) {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(de::Error::custom(message(n))),
+    }
+}
 
 /// Which cgroup the cgroup_skb programs attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,13 +75,10 @@ pub struct Entries(pub u32);
 
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u32::try_from(n) {
-            Ok(n @ 1..=16_777_216) => Ok(Self(n)),
-            _ => Err(de::Error::custom(format!(
-                "{n} entries is out of range (1 to 16777216)"
-            ))),
-        }
+        ranged(d, 1..=16_777_216, |n| {
+            format!("{n} entries is out of range (1 to 16777216)")
+        })
+        .map(Self)
     }
 }
 
@@ -184,13 +199,10 @@ pub struct MonthStartDay(pub i8);
 
 impl<'de> Deserialize<'de> for MonthStartDay {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match i8::try_from(n) {
-            Ok(day @ 1..=31) => Ok(Self(day)),
-            _ => Err(de::Error::custom(format!(
-                "{n} is not a day of the month (1 to 31)"
-            ))),
-        }
+        ranged(d, 1..=31, |n| {
+            format!("{n} is not a day of the month (1 to 31)")
+        })
+        .map(Self)
     }
 }
 

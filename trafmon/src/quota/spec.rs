@@ -9,7 +9,7 @@ use jiff::{Span, SpanRelativeTo};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::{
-    config::MonthStartDay,
+    config::{MonthStartDay, ranged},
     store::{Entity, Kind},
 };
 
@@ -292,13 +292,10 @@ struct Percent(u8);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u8::try_from(n) {
-            Ok(p @ 0..=100) => Ok(Self(p)),
-            _ => Err(de::Error::custom(format!(
-                "{n} is not a percentage (0 to 100; 0 turns the warning off)"
-            ))),
-        }
+        ranged(d, 0..=100, |n| {
+            format!("{n} is not a percentage (0 to 100; 0 turns the warning off)")
+        })
+        .map(Self)
     }
 }
 
