@@ -101,6 +101,21 @@ impl Live {
         self.fill(&self.uid[side], &keys)
     }
 
+    /// What the IP map of `side` holds for `key`, summed over CPUs (zero
+    /// when it holds nothing).
+    pub fn ip_counts(&self, side: usize, key: IpKey) -> anyhow::Result<Counters> {
+        let mut sum = Counters::ZERO;
+        batch::lookup_all::<IpKey>(Self::fd(&self.ip[side]), self.cpus, |k, per_cpu| {
+            if k == key {
+                for c in per_cpu {
+                    sum.add(c);
+                }
+            }
+        })
+        .context("cannot read a counter map")?;
+        Ok(sum)
+    }
+
     /// Empties the UID and IP maps of `side`.
     pub fn clear(&self, side: usize) -> anyhow::Result<()> {
         batch::delete_all::<u32>(Self::fd(&self.uid[side]), self.cpus)?;

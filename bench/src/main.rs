@@ -11,6 +11,7 @@ mod memory;
 mod packet;
 mod profile;
 mod results;
+mod testrun;
 mod throughput;
 mod traffic;
 mod walks;
@@ -78,6 +79,8 @@ struct Plan {
     profile_keys: u32,
     /// Live keys of the flush profile.
     profile_flush_keys: u32,
+    /// Runs per `BPF_PROG_TEST_RUN` call of the loop timing.
+    loop_repeat: u32,
     memory_keys: u32,
     memory_flushes: u32,
     report_users: u32,
@@ -99,6 +102,7 @@ impl Plan {
                 walk_keys: 10_000,
                 profile_keys: 1000,
                 profile_flush_keys: 10_000,
+                loop_repeat: 100_000,
                 memory_keys: 10_000,
                 memory_flushes: 1,
                 report_users: 20,
@@ -118,6 +122,7 @@ impl Plan {
                 // The sizes of the targets.
                 profile_keys: 10_000,
                 profile_flush_keys: 100_000,
+                loop_repeat: 2_000_000,
                 memory_keys: 100_000,
                 memory_flushes: 3,
                 report_users: 1000,
@@ -263,6 +268,14 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
             plan.profile_keys,
             plan.packet_window,
         )?);
+        eprintln!("trafbench: the programs in the kernel's test loop");
+        results.loops = testrun::run(
+            &env,
+            &live,
+            plan.profile_keys,
+            plan.packet_rounds,
+            plan.loop_repeat,
+        )?;
     }
     if wanted(Bench::Throughput) {
         throughput(trafgen, &plan, &env, &mut results)?;

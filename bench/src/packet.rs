@@ -45,7 +45,7 @@ pub fn uid_path(uid: u32) -> &'static str {
 
 /// The programs of this env's agent: name → id. They are the ones that
 /// use this env's pinned selector map.
-fn programs(env: &Env) -> anyhow::Result<BTreeMap<String, u32>> {
+pub fn programs(env: &Env) -> anyhow::Result<BTreeMap<String, u32>> {
     let selector = MapData::from_pin(PinDir::new(&env.pins).map(trafmon_common::SELECTOR))?
         .info()?
         .id();
