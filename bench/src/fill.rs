@@ -17,6 +17,7 @@ use trafmon_common::{self as common, Counters, IpKey};
 pub struct Live {
     uid: [MapData; 2],
     ip: [MapData; 2],
+    uid_fast: MapData,
     selector: Array<MapData, u32>,
     cpus: usize,
 }
@@ -54,6 +55,7 @@ impl Live {
         Ok(Self {
             uid: [open(&pins, common::UID_A)?, open(&pins, common::UID_B)?],
             ip: [open(&pins, common::IP_A)?, open(&pins, common::IP_B)?],
+            uid_fast: open(&pins, common::UID_FAST)?,
             selector: Array::try_from(aya::maps::Map::Array(open(&pins, common::SELECTOR)?))?,
             cpus: aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
         })
@@ -113,6 +115,27 @@ impl Live {
             }
         })
         .context("cannot read a counter map")?;
+        Ok(sum)
+    }
+
+    /// What the UID array of `side` holds for `uid` (below
+    /// [`common::UID_FAST_SLOTS`]), summed over CPUs.
+    pub fn uid_array_counts(&self, side: usize, uid: u32) -> anyhow::Result<Counters> {
+        let slot = common::fast_slot(side as u32, uid, common::UID_FAST_SLOTS)
+            .with_context(|| format!("UID {uid} has no slot in the UID array"))?;
+        let mut sum = Counters::ZERO;
+        batch::lookup_range(
+            Self::fd(&self.uid_fast),
+            self.cpus,
+            slot,
+            slot + 1,
+            |_, per_cpu| {
+                for c in per_cpu {
+                    sum.add(c);
+                }
+            },
+        )
+        .context("cannot read the UID array")?;
         Ok(sum)
     }
 

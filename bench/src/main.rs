@@ -163,11 +163,13 @@ fn system(results: &mut Results) {
 }
 
 /// The kernel must not be timing every program already: that would slow
-/// the throughput runs.
+/// the throughput runs and add its clock reads to the test loop.
 fn stats_off() -> anyhow::Result<()> {
     let on = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
     if on.trim() == "1" {
-        bail!("kernel.bpf_stats_enabled is 1; set it to 0 for the throughput runs");
+        bail!(
+            "kernel.bpf_stats_enabled is 1; set it to 0 (the throughput runs and the test loop must run untimed)"
+        );
     }
     Ok(())
 }

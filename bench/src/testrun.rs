@@ -5,11 +5,10 @@
 //! It answers what the bpf_stats figure cannot: how much of it is the
 //! program. bpf_stats reads the clock twice around every run, which this
 //! VM makes slow (kvm-clock); the test loop reads it when it starts and
-//! ends (and when it yields the CPU). The
-//! empty program's loop gives what the loop itself costs. The same frame
-//! again and again keeps the caches warm, which real traffic does not, so
-//! this is a lower bound, beside the bpf_stats figure and never instead of
-//! it.
+//! ends (and when it yields the CPU). The empty program's loop gives what
+//! the loop itself costs. The same frame again and again keeps the caches
+//! warm, which real traffic does not, so this is a lower bound, beside the
+//! bpf_stats figure and never instead of it.
 //!
 //! What the kernel's test run gives the programs: tc programs get the
 //! frame from its Ethernet header, so the address is counted in the hash
@@ -30,6 +29,7 @@ use trafmon::{
     batch::{bpf, zeroed_attr},
     counters::key_of,
 };
+use trafmon_common::Counters;
 
 use crate::{fill::Live, floor, results::LoopCost, world::Env};
 
@@ -139,15 +139,18 @@ fn rounds_of(
     Ok(samples)
 }
 
-/// The frame went through the counting: its destination holds every run
-/// of tc_eth_ingress as a received packet, its source every run of
-/// tc_eth_egress as a sent one, with the frame's IP length.
-fn check(live: &Live, side: usize, runs: u64) -> anyhow::Result<()> {
+/// The frame went through the counting, once per run: its destination
+/// holds every run of tc_eth_ingress as a received packet, its source
+/// every run of tc_eth_egress as a sent one, and UID 0's slot of the UID
+/// array (`uid0_before`: what it held before the loop) every run of the
+/// cgroup programs, each with the frame's IP length.
+fn check(live: &Live, side: usize, runs: u64, uid0_before: Counters) -> anyhow::Result<()> {
     let f = frame();
     let ip_len = u64::from(u16::from_be_bytes([f[16], f[17]]));
     let at = |o: usize| IpAddr::from([f[o], f[o + 1], f[o + 2], f[o + 3]]);
     let dst = live.ip_counts(side, key_of(at(30)))?;
     let src = live.ip_counts(side, key_of(at(26)))?;
+    let uid0 = live.uid_array_counts(side, 0)?;
     let want = (runs, runs * ip_len);
     for (what, got) in [
         (
@@ -155,10 +158,24 @@ fn check(live: &Live, side: usize, runs: u64) -> anyhow::Result<()> {
             (dst.rx_packets, dst.rx_bytes),
         ),
         ("sent from its source", (src.tx_packets, src.tx_bytes)),
+        (
+            "received by UID 0",
+            (
+                uid0.rx_packets - uid0_before.rx_packets,
+                uid0.rx_bytes - uid0_before.rx_bytes,
+            ),
+        ),
+        (
+            "sent by UID 0",
+            (
+                uid0.tx_packets - uid0_before.tx_packets,
+                uid0.tx_bytes - uid0_before.tx_bytes,
+            ),
+        ),
     ] {
         if got != want {
             bail!(
-                "the test frame was counted {got:?} (packets, bytes) {what}, not {want:?}: the programs did not count every run"
+                "the test frame was counted {got:?} (packets, bytes) as {what}, not {want:?}: the programs did not count every run once"
             );
         }
     }
@@ -205,9 +222,10 @@ pub fn run(
         live.clear(side)?;
         live.fill_uids(side, keys - 1)?;
         live.fill_ips(side, keys - 1)?;
+        let uid0_before = live.uid_array_counts(side, 0)?;
         let got = rounds_of(&fds, [&empty_cgroup, &empty_tc], rounds, repeat)?;
         if live.active()? == side {
-            check(live, side, u64::from(repeat) * rounds as u64)?;
+            check(live, side, u64::from(repeat) * rounds as u64, uid0_before)?;
             samples = Some(got);
             break;
         }
