@@ -10,7 +10,11 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{Array, MapData};
-use trafmon::{batch, counters::key_of, paths::PinDir};
+use trafmon::{
+    batch,
+    counters::{key_of, sum_cpus},
+    paths::PinDir,
+};
 use trafmon_common::{self as common, Counters, IpKey};
 
 /// The pinned maps the benchmarks fill.
@@ -109,9 +113,7 @@ impl Live {
         let mut sum = Counters::ZERO;
         batch::lookup_all::<IpKey>(Self::fd(&self.ip[side]), self.cpus, |k, per_cpu| {
             if k == key {
-                for c in per_cpu {
-                    sum.add(c);
-                }
+                sum = sum_cpus(per_cpu);
             }
         })
         .context("cannot read a counter map")?;
@@ -129,11 +131,7 @@ impl Live {
             self.cpus,
             slot,
             slot + 1,
-            |_, per_cpu| {
-                for c in per_cpu {
-                    sum.add(c);
-                }
-            },
+            |_, per_cpu| sum = sum_cpus(per_cpu),
         )
         .context("cannot read the UID array")?;
         Ok(sum)

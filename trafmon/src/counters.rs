@@ -156,7 +156,7 @@ fn fd_of<K: aya::Pod, V>(map: &impl aya::maps::IterableMap<K, V>) -> std::os::fd
 }
 
 /// One key's per-CPU values, summed.
-fn sum_cpus<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
+pub fn sum_cpus<'a>(per_cpu: impl IntoIterator<Item = &'a Counters>) -> Counters {
     let mut total = Counters::ZERO;
     for c in per_cpu {
         total.add(c);
