@@ -235,6 +235,8 @@ pub struct Env {
     pub cgroup: Cgroup,
     pub va: String,
     pub vb: String,
+    /// The interface the tc programs watch: `va`, or `lo` of `a`.
+    pub watched: String,
     // Dropped last: everything above lives in them.
     pub a: Netns,
     pub b: Netns,
@@ -250,15 +252,21 @@ impl Env {
     /// Creates the namespaces, the veth pair (down, no addresses), the
     /// cgroup and a config with this flush interval and `extra` appended.
     pub fn with_interval(interval: &str, extra: &str) -> Self {
-        Self::build(interval, extra, None)
+        Self::build(interval, extra, None, None)
     }
 
     /// [`Env::new`], with `va` created at interface index `ifindex`.
     pub fn with_ifindex(ifindex: u32, extra: &str) -> Self {
-        Self::build("1s", extra, Some(ifindex))
+        Self::build("1s", extra, Some(ifindex), None)
     }
 
-    fn build(interval: &str, extra: &str, ifindex: Option<u32>) -> Self {
+    /// [`Env::new`], with the tc programs on the loopback device of `a`
+    /// instead of `va`.
+    pub fn on_loopback(extra: &str) -> Self {
+        Self::build("1s", extra, None, Some("lo"))
+    }
+
+    fn build(interval: &str, extra: &str, ifindex: Option<u32>, watch: Option<&str>) -> Self {
         require_root();
         let id = unique();
         let a = Netns::new(format!("tm-{id}-a"));
@@ -288,10 +296,11 @@ impl Env {
         let tmp = std::env::temp_dir().join(format!("trafmon-test-{id}"));
         fs::create_dir_all(&tmp).expect("tmp dir");
         let config = tmp.join("trafmon.toml");
+        let watched = watch.map_or_else(|| va.clone(), str::to_owned);
         fs::write(
             &config,
             format!(
-                "interval = \"{interval}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{va}\"]\n{extra}\n",
+                "interval = \"{interval}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{watched}\"]\n{extra}\n",
                 pin_dir.display(),
                 tmp.join("state").display(),
                 cgroup.path.display()
@@ -304,6 +313,7 @@ impl Env {
             cgroup,
             va,
             vb,
+            watched,
             a,
             b,
             tmp,
@@ -444,18 +454,18 @@ impl Env {
     }
 
     /// Everything counted: stored totals plus what the kernel still holds
-    /// (interfaces named by this env's veth). Read it with the agent
-    /// stopped, or a flush may move counts between the two reads.
+    /// (the watched interface named). Read it with the agent stopped, or a
+    /// flush may move counts between the two reads.
     pub fn counts(&self, groups: &str) -> Counts {
         let mut out = self.stored();
-        let va = Self::ifindex(&self.a, &self.va);
+        let watched = Self::ifindex(&self.a, &self.watched);
         let groups = trafmon::config::Config::parse(groups, "groups".as_ref())
             .expect("groups")
             .groups;
         let mut live = trafmon::deltas::Builder::new(
             &groups,
             |u| u.to_string(),
-            |i| (i == va).then(|| self.va.clone()),
+            |i| (i == watched).then(|| self.watched.clone()),
         );
         self.kernel().drained().for_each(|d| live.push(d));
         for d in live.finish() {

@@ -84,6 +84,8 @@ fn uninstall_leaves_nothing() {
         "tc_eth_egress",
         "tc_ip_ingress",
         "tc_ip_egress",
+        "tc_lo_ingress",
+        "tc_lo_egress",
     ] {
         assert!(
             !text.contains(&name[..name.len().min(15)]),

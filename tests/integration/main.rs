@@ -12,6 +12,7 @@ mod ip;
 mod lifecycle;
 mod load;
 mod local;
+mod loopback;
 mod metrics;
 mod overflow;
 mod quota;

@@ -14,15 +14,31 @@ use crate::{
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 
-/// Counts the packet for its interface (the whole frame, as the interface's
-/// own statistics do) and for the IP address on our side (the IP length),
-/// and returns what a quota on that address says.
+/// How a program counts a packet for its interface, so that the count
+/// equals the interface's own statistics.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The whole frame, in the packet's direction.
+    Frame,
+    /// The loopback device counts each packet once, from the IP header on,
+    /// as both sent and received, when it hands it back to the stack: after
+    /// egress, where a GSO packet too large for it is still one packet. Its
+    /// ingress program counts the packet both ways, its egress program not
+    /// at all.
+    LoopedIn,
+    /// See [`Link::LoopedIn`].
+    LoopedOut,
+}
+
+/// Counts the packet for its interface (as `link` says) and for the IP
+/// address on our side (the IP length, from `l2_len` bytes on), and
+/// returns what a quota on that address says.
 ///
 /// A packet that a quota drops is not counted for its address. For the
 /// interface it is counted on ingress (the interface did receive it, and its
 /// own counters include it) but not on egress (it never reaches the device).
 #[inline(always)]
-pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
+pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32, link: Link) -> Verdict {
     let side = side();
     let settings = settings();
     let frame_len = ctx.len();
@@ -38,19 +54,31 @@ pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32) -> Verdict {
         }
         Err(_) => Verdict::Pass,
     };
-    if verdict != Verdict::Drop || matches!(dir, Dir::Rx) {
-        // SAFETY: the context pointer is valid for the program's run.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if verdict == Verdict::Drop && matches!(dir, Dir::Tx) {
+        return verdict;
+    }
+    // SAFETY: the context pointer is valid for the program's run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let count_link = |dir, bytes| {
         count_small(
             &IFACE_FAST,
             IFACE_FAST_SLOTS,
             [&IFACE_A, &IFACE_B],
             ifindex,
             dir,
-            u64::from(frame_len),
+            u64::from(bytes),
             side,
             KIND_IFACE,
-        );
+        )
+    };
+    match link {
+        Link::Frame => count_link(dir, frame_len),
+        Link::LoopedIn => {
+            let looped = frame_len.saturating_sub(l2_len);
+            count_link(Dir::Rx, looped);
+            count_link(Dir::Tx, looped);
+        }
+        Link::LoopedOut => {}
     }
     verdict
 }
@@ -103,6 +131,9 @@ fn pick(dir: Dir, src_local: bool, dst_local: bool) -> Ours {
 /// than the header's own length field says, so that Ethernet padding of
 /// short frames is not counted (iptables does not count it either). A length
 /// field of 0 (IPv6 jumbograms, BIG TCP) falls back to the frame length.
+/// A header whose version is not its protocol's (the link-layer header is
+/// not `l2` bytes long) counts under no address: what would be read there
+/// is not one.
 #[inline(always)]
 fn ip_key(
     ctx: &TcContext,
@@ -121,6 +152,9 @@ fn ip_key(
         ETH_P_IP => {
             key.family = FAMILY_IPV4;
             let h: [u8; 20] = header(ctx, l2)?;
+            if h[0] >> 4 != 4 {
+                return Err(0);
+            }
             let src: [u8; 4] = field(&h, 12);
             let dst: [u8; 4] = field(&h, 16);
             let ours = if local {
@@ -137,6 +171,9 @@ fn ip_key(
         ETH_P_IPV6 => {
             key.family = FAMILY_IPV6;
             let h: [u8; 40] = header(ctx, l2)?;
+            if h[0] >> 4 != 6 {
+                return Err(0);
+            }
             let src: [u8; 16] = field(&h, 8);
             let dst: [u8; 16] = field(&h, 24);
             let ours = if local {

@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use trafmon_common::ETH_HLEN;
 
-use crate::{count::Dir, enforce::Verdict};
+use crate::{count::Dir, enforce::Verdict, iface::Link};
 
 /// cgroup_skb ingress verdict: 1 passes, 0 drops.
 fn ingress_verdict(v: Verdict) -> i32 {
@@ -64,25 +64,39 @@ fn tc_verdict(v: Verdict) -> i32 {
 /// Counts packets arriving on an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_ingress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN))
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN, Link::Frame))
 }
 
 /// Counts packets leaving an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_egress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN))
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN, Link::Frame))
 }
 
 /// Counts packets arriving on an L3 interface (tun, WireGuard): no link-layer header.
 #[classifier]
 pub fn tc_ip_ingress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0))
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0, Link::Frame))
 }
 
 /// Counts packets leaving an L3 interface.
 #[classifier]
 pub fn tc_ip_egress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0))
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0, Link::Frame))
+}
+
+/// Counts packets arriving on a loopback device: its frames carry an
+/// Ethernet header; the device itself is counted here, both ways (see
+/// [`Link::LoopedIn`]).
+#[classifier]
+pub fn tc_lo_ingress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN, Link::LoopedIn))
+}
+
+/// Counts packets leaving a loopback device, for their addresses only.
+#[classifier]
+pub fn tc_lo_egress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN, Link::LoopedOut))
 }
 
 #[cfg(not(test))]

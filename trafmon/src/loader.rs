@@ -28,7 +28,7 @@ use trafmon_common as common;
 
 use crate::{
     config::{CgroupSetting, Cidr, Config, Interfaces},
-    ifaces::{self, Interface},
+    ifaces::{self, Framing, Interface},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
 };
@@ -124,11 +124,13 @@ pub struct Installed {
 
 const CGROUP_INGRESS: &str = "cgroup_ingress";
 const CGROUP_EGRESS: &str = "cgroup_egress";
-const TC_PROGRAMS: [&str; 4] = [
+const TC_PROGRAMS: [&str; 6] = [
     "tc_eth_ingress",
     "tc_eth_egress",
     "tc_ip_ingress",
     "tc_ip_egress",
+    "tc_lo_ingress",
+    "tc_lo_egress",
 ];
 
 /// The cgroup directory that `setting` names.
@@ -338,7 +340,7 @@ impl Installed {
                 if self.attached.contains(&attachment) {
                     continue;
                 }
-                self.attach_tc(&attachment, iface.ethernet)?;
+                self.attach_tc(&attachment, iface.framing)?;
                 tracing::info!(interface = %name, link = %attachment.pin_name(), "attached");
                 self.attached.insert(attachment);
             }
@@ -346,12 +348,15 @@ impl Installed {
         Ok(())
     }
 
-    fn attach_tc(&mut self, attachment: &Attachment, ethernet: bool) -> Result<(), LoaderError> {
-        let (ifname, kind, prog_name) = match (attachment, ethernet) {
-            (Attachment::TcIngress(i), true) => (i, TcAttachType::Ingress, TC_PROGRAMS[0]),
-            (Attachment::TcEgress(i), true) => (i, TcAttachType::Egress, TC_PROGRAMS[1]),
-            (Attachment::TcIngress(i), false) => (i, TcAttachType::Ingress, TC_PROGRAMS[2]),
-            (Attachment::TcEgress(i), false) => (i, TcAttachType::Egress, TC_PROGRAMS[3]),
+    fn attach_tc(&mut self, attachment: &Attachment, framing: Framing) -> Result<(), LoaderError> {
+        let first = match framing {
+            Framing::Ethernet => 0,
+            Framing::Ip => 2,
+            Framing::Loopback => 4,
+        };
+        let (ifname, kind, prog_name) = match attachment {
+            Attachment::TcIngress(i) => (i, TcAttachType::Ingress, TC_PROGRAMS[first]),
+            Attachment::TcEgress(i) => (i, TcAttachType::Egress, TC_PROGRAMS[first + 1]),
             _ => unreachable!("attach_tc takes tc attachments"),
         };
         let ifname = ifname.clone();
