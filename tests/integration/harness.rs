@@ -260,10 +260,10 @@ impl Env {
         Self::build("1s", extra, Some(ifindex), None)
     }
 
-    /// [`Env::new`], with the tc programs on the loopback device of `a`
-    /// instead of `va`.
-    pub fn on_loopback(extra: &str) -> Self {
-        Self::build("1s", extra, None, Some("lo"))
+    /// [`Env::new`], with the tc programs on `device` of `a` (its
+    /// loopback device, or one the test makes) instead of `va`.
+    pub fn watching(device: &str, extra: &str) -> Self {
+        Self::build("1s", extra, None, Some(device))
     }
 
     fn build(interval: &str, extra: &str, ifindex: Option<u32>, watch: Option<&str>) -> Self {
@@ -693,6 +693,32 @@ pub fn assert_address(
         ns.name
     );
     ours
+}
+
+/// The addresses counted, in order.
+pub fn addresses(counts: &Counts) -> Vec<&str> {
+    counts
+        .keys()
+        .filter(|(kind, _)| *kind == Kind::Ip)
+        .map(|(_, key)| key.as_str())
+        .collect()
+}
+
+/// Asserts that the counts of interface `dev` equal, exactly, its own
+/// statistics in `ns` (read them with the interface quiet).
+pub fn assert_link(counts: &Counts, ns: &Netns, dev: &str) {
+    let ours = count_of(counts, Kind::Iface, dev);
+    assert_eq!(
+        [
+            ours.rx_bytes,
+            ours.rx_packets,
+            ours.tx_bytes,
+            ours.tx_packets
+        ],
+        Env::link_stats(ns, dev),
+        "trafmon [rx B, rx p, tx B, tx p] vs {dev}'s statistics in {}",
+        ns.name
+    );
 }
 
 /// Adds OUTPUT `--uid-owner` rules for `uid` to iptables and, with `v6`,

@@ -3,14 +3,12 @@
 //! header on. Per-IP counters must still equal iptables rules, and the
 //! interface's counters its statistics.
 
-use trafmon::store::Kind;
-
-use crate::harness::{As, Env, add_rule, assert_address, finish_all};
+use crate::harness::{As, Env, add_rule, addresses, assert_address, assert_link, finish_all};
 
 /// Traffic between two addresses of `lo` in namespace `a`, IPv4 and IPv6.
 #[test]
 fn loopback_counts_equal_iptables_and_its_statistics() {
-    let env = Env::on_loopback("");
+    let env = Env::watching("lo", "");
     let agent = env.agent();
     let addrs = [("192.0.2.1", false), ("2001:db8::1", true)];
     for (i, (addr, v6)) in addrs.iter().enumerate() {
@@ -51,21 +49,10 @@ fn loopback_counts_equal_iptables_and_its_statistics() {
     }
     // Nothing but those two addresses went over lo, and nothing was read
     // at the wrong offset.
-    let ips: Vec<&String> = counts
-        .keys()
-        .filter(|(kind, _)| *kind == Kind::Ip)
-        .map(|(_, key)| key)
-        .collect();
-    assert_eq!(ips, ["192.0.2.1", "2001:db8::1"], "addresses counted on lo");
-
-    let lo = counts
-        .get(&(Kind::Iface, "lo".to_owned()))
-        .copied()
-        .unwrap_or_default();
-    let kernel = Env::link_stats(&env.a, "lo");
     assert_eq!(
-        [lo.rx_bytes, lo.rx_packets, lo.tx_bytes, lo.tx_packets],
-        kernel,
-        "trafmon [rx B, rx p, tx B, tx p] vs lo's statistics"
+        addresses(&counts),
+        ["192.0.2.1", "2001:db8::1"],
+        "addresses counted on lo"
     );
+    assert_link(&counts, &env.a, "lo");
 }

@@ -19,4 +19,5 @@ mod quota;
 mod report;
 mod stats;
 mod systemd;
+mod tun;
 mod uid;

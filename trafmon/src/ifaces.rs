@@ -57,6 +57,8 @@ pub fn list() -> nix::Result<BTreeMap<String, Interface>> {
                 name: ifa.interface_name.clone(),
                 up: false,
                 loopback: false,
+                // Devices without a link-layer address (tun, WireGuard)
+                // have no AF_PACKET entry to tell their type by.
                 framing: Framing::Ip,
             });
         entry.up |= ifa.flags.contains(InterfaceFlags::IFF_UP);

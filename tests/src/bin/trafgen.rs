@@ -11,6 +11,7 @@
 //! trafgen tcp-recv-for ADDR PORT SECONDS
 //! trafgen udp-blast ADDR PORT SIZE SECONDS
 //! trafgen udp-count ADDR PORT SECONDS
+//! trafgen tun-reflect DEVICE COUNT
 //!
 //! `udp-blast` sends datagrams of SIZE payload bytes as fast as it can for
 //! SECONDS (at most 60), 64 per `sendmmsg` call, and prints `sent N` with N
@@ -25,6 +26,9 @@
 //!
 //! With SECONDS (at most 60), the sender spreads its bytes evenly over that
 //! time instead of sending as fast as it can.
+
+#[path = "trafgen/tun.rs"]
+mod tun;
 
 use std::{
     io::{Read, Write},
@@ -58,6 +62,13 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("");
+    if mode == "tun-reflect" {
+        let device: String = arg(&args, 2, "device");
+        return report(
+            &format!("{mode} {device}"),
+            tun::reflect(&device, arg(&args, 3, "count"), TIMEOUT),
+        );
+    }
     let ip: IpAddr = arg(&args, 2, "address");
     let port: u16 = arg(&args, 3, "port");
     let addr = SocketAddr::new(ip, port);
@@ -91,13 +102,18 @@ fn main() -> ExitCode {
         ),
         _ => Err(std::io::Error::other(format!("unknown mode {mode:?}"))),
     };
+    report(&format!("{mode} {addr}"), result)
+}
+
+/// Prints the result line, or the error naming `what` failed.
+fn report(what: &str, result: std::io::Result<String>) -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("trafgen {mode} {addr}: {e}");
+            eprintln!("trafgen {what}: {e}");
             ExitCode::FAILURE
         }
     }
