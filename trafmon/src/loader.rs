@@ -124,14 +124,15 @@ pub struct Installed {
 
 const CGROUP_INGRESS: &str = "cgroup_ingress";
 const CGROUP_EGRESS: &str = "cgroup_egress";
-const TC_PROGRAMS: [&str; 6] = [
-    "tc_eth_ingress",
-    "tc_eth_egress",
-    "tc_ip_ingress",
-    "tc_ip_egress",
-    "tc_lo_ingress",
-    "tc_lo_egress",
-];
+
+/// The tc programs (ingress, egress) for interfaces of `framing`.
+fn tc_programs(framing: Framing) -> [&'static str; 2] {
+    match framing {
+        Framing::Ethernet => ["tc_eth_ingress", "tc_eth_egress"],
+        Framing::Ip => ["tc_ip_ingress", "tc_ip_egress"],
+        Framing::Loopback => ["tc_lo_ingress", "tc_lo_egress"],
+    }
+}
 
 /// The cgroup directory that `setting` names.
 pub fn cgroup_path(setting: &CgroupSetting) -> Result<PathBuf, MountError> {
@@ -225,7 +226,10 @@ impl Installed {
             prog.load()
                 .map_err(|source| LoaderError::Program { name, source })?;
         }
-        for name in TC_PROGRAMS {
+        for name in [Framing::Ethernet, Framing::Ip, Framing::Loopback]
+            .into_iter()
+            .flat_map(tc_programs)
+        {
             let prog: &mut SchedClassifier = self.program(name)?;
             prog.load()
                 .map_err(|source| LoaderError::Program { name, source })?;
@@ -349,14 +353,10 @@ impl Installed {
     }
 
     fn attach_tc(&mut self, attachment: &Attachment, framing: Framing) -> Result<(), LoaderError> {
-        let first = match framing {
-            Framing::Ethernet => 0,
-            Framing::Ip => 2,
-            Framing::Loopback => 4,
-        };
+        let [ingress, egress] = tc_programs(framing);
         let (ifname, kind, prog_name) = match attachment {
-            Attachment::TcIngress(i) => (i, TcAttachType::Ingress, TC_PROGRAMS[first]),
-            Attachment::TcEgress(i) => (i, TcAttachType::Egress, TC_PROGRAMS[first + 1]),
+            Attachment::TcIngress(i) => (i, TcAttachType::Ingress, ingress),
+            Attachment::TcEgress(i) => (i, TcAttachType::Egress, egress),
             _ => unreachable!("attach_tc takes tc attachments"),
         };
         let ifname = ifname.clone();
