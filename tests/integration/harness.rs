@@ -126,7 +126,8 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    fn new(name: &str) -> Self {
+    /// Makes `name` under the cgroup v2 root.
+    pub fn new(name: &str) -> Self {
         let root = trafmon::mounts::cgroup2_root().expect("a cgroup v2 mount");
         let path = root.join(name);
         fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
@@ -355,6 +356,17 @@ impl Env {
     /// with the program it runs.
     pub fn agent_wrapped(&self, wrapper: &[&str]) -> Agent {
         Agent::start_with(self, &[], wrapper)
+    }
+
+    /// Runs `trafmon uninstall` with this env's config and checks that it
+    /// succeeded.
+    pub fn uninstall(&self) {
+        let out = self.trafmon(&["uninstall"]);
+        assert!(
+            out.status.success(),
+            "uninstall: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs `trafmon <args>` with this env's config.

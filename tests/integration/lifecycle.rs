@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_owner_rules, owner_counters, sh};
+use crate::harness::{As, Cgroup, Env, add_owner_rules, owner_counters, sh};
 
 #[test]
 fn counting_survives_a_killed_agent() {
@@ -47,12 +47,7 @@ fn uninstall_leaves_nothing() {
         "the agent stops cleanly on SIGTERM: {status}"
     );
 
-    let out = env.trafmon(&["uninstall"]);
-    assert!(
-        out.status.success(),
-        "uninstall: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.uninstall();
     assert!(!env.pin_dir.exists(), "{} is gone", env.pin_dir.display());
 
     let cgroup = sh(&[
@@ -101,12 +96,7 @@ fn vanished_maps_are_recreated_and_recorded() {
     let env = Env::new("");
     env.agent().stop();
     // What a reboot does to bpffs.
-    let out = env.trafmon(&["uninstall"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.uninstall();
     let agent = env.agent();
     env.up(&[]);
     add_owner_rules(&env.a, 61040, false);
@@ -130,4 +120,51 @@ fn vanished_maps_are_recreated_and_recorded() {
         (ours.tx_packets, ours.tx_bytes),
         owner_counters(&env.a, 61040, false)
     );
+}
+
+/// The pinned cgroup links cannot move to another cgroup without a moment
+/// in which a packet is counted twice or not at all: a changed `cgroup`
+/// stops the agent with one line that says to uninstall first, and after
+/// `trafmon uninstall` the agent counts the new cgroup.
+#[test]
+fn a_changed_cgroup_needs_an_uninstall() {
+    let env = Env::new("");
+    env.agent().stop();
+    let other = Cgroup::new(&format!(
+        "{}-other",
+        env.cgroup.path.file_name().unwrap().to_string_lossy()
+    ));
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    let moved = config.replace(
+        &format!("cgroup = \"{}\"", env.cgroup.path.display()),
+        &format!("cgroup = \"{}\"", other.path.display()),
+    );
+    assert_ne!(config, moved, "the config names the test's cgroup");
+    std::fs::write(&env.config, moved).expect("config");
+
+    let out = env.trafmon(&["agent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("trafmon: cgroup: ") && last.contains("trafmon uninstall"),
+        "one line naming the setting and the way out: {err}"
+    );
+
+    env.uninstall();
+    let agent = env.agent();
+    let link = sh(&[
+        "bpftool",
+        "-j",
+        "link",
+        "show",
+        "pinned",
+        &env.pin_dir.join("links/cgroup_egress").to_string_lossy(),
+    ]);
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&other.path).expect("stat"));
+    assert!(
+        link.contains(&format!("\"cgroup_id\":{ino}")),
+        "the new link counts the new cgroup ({ino}): {link}"
+    );
+    agent.stop();
 }

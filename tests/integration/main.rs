@@ -17,6 +17,7 @@ mod metrics;
 mod overflow;
 mod quota;
 mod report;
+mod resize;
 mod stats;
 mod systemd;
 mod tun;

@@ -38,6 +38,9 @@ pub enum AgentError {
     /// Recovery or the last flush failed.
     #[error(transparent)]
     Flush(#[from] FlushError),
+    /// The maps could not be given their configured sizes.
+    #[error(transparent)]
+    Resize(#[from] crate::resize::ResizeError),
     /// The metrics endpoint cannot start.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::BindError),
@@ -94,6 +97,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     let mut installed = Installed::install(&config)?;
     let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);
     collector.recover(maps_survived)?;
+    crate::resize::apply(&config, &mut installed, &mut collector)?;
     let mut quotas = Engine::start(&config, &pins, collector.store())?;
     if config.metrics.enabled {
         let server = crate::metrics::bind(&config).await?;

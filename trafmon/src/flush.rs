@@ -121,6 +121,17 @@ impl Collector {
         &self.store
     }
 
+    /// The side the programs write now.
+    pub fn active_side(&self) -> Result<u32, FlushError> {
+        Ok(self.maps.active_side()?)
+    }
+
+    /// Goes on with `maps`, opened anew after some were recreated
+    /// ([`crate::resize`]).
+    pub fn replace_maps(&mut self, maps: Maps) {
+        self.maps = maps;
+    }
+
     /// Finishes what the last flush record says was left undone, before
     /// anything else, then folds the buckets that closed meanwhile.
     /// `maps_survived` is false when the pinned maps had to be recreated

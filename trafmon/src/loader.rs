@@ -5,12 +5,13 @@
 //! Maps are pinned by name under `<pin_dir>/maps` and reused on every load,
 //! so a restarted or upgraded agent writes the same counters. Links are
 //! pinned under `<pin_dir>/links`: a pinned tc link gets the newly loaded
-//! program atomically (TCX link update: no packet is counted twice or
-//! missed); a pinned cgroup link is kept as it is.
+//! program atomically (a link update, for TCX and cgroup links alike: no
+//! packet is counted twice or missed).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs, io,
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
 };
 
@@ -31,6 +32,7 @@ use crate::{
     ifaces::{self, Framing, Interface},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
+    relink,
 };
 
 /// The eBPF object built by build.rs.
@@ -71,6 +73,28 @@ pub enum LoaderError {
         /// Why.
         #[source]
         source: aya::programs::ProgramError,
+    },
+    /// The pinned cgroup links count another cgroup than the configured
+    /// one. Moving them is not atomic (a packet would be counted twice or
+    /// not at all), so it takes an uninstall.
+    #[error(
+        "cgroup: the pinned programs count another cgroup (id {counted}) than {}; stop the agent and run `trafmon uninstall` before changing `cgroup`",
+        path.display()
+    )]
+    CgroupChanged {
+        /// The configured cgroup.
+        path: PathBuf,
+        /// The id of the cgroup the pinned links count.
+        counted: u64,
+    },
+    /// A pinned link could not be opened or given the new program.
+    #[error("cannot give the pinned link of {what} the new program")]
+    Update {
+        /// Which attachment.
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// Converting or pinning a link failed.
     #[error("cannot pin the link of {what} at {path}")]
@@ -254,6 +278,14 @@ impl Installed {
             path: self.cgroup.clone(),
             source,
         })?;
+        // A cgroup's id is its directory's inode number.
+        let wanted = dir
+            .metadata()
+            .map_err(|source| LoaderError::Cgroup {
+                path: self.cgroup.clone(),
+                source,
+            })?
+            .ino();
         for (attachment, name, kind) in [
             (
                 Attachment::CgroupIngress,
@@ -267,14 +299,40 @@ impl Installed {
             ),
         ] {
             let path = self.pins.link(&attachment);
-            if PinnedLink::from_pin(&path).is_ok() {
-                // Still attached from an earlier run: keep it, it writes the
-                // same pinned maps.
-                self.attached.insert(attachment);
-                continue;
-            }
             let what = format!("{name} to {}", self.cgroup.display());
             let prog: &mut CgroupSkb = self.program(name)?;
+            // Still attached from an earlier run: swap in the new program
+            // atomically, so that an upgrade takes effect (and programs
+            // loaded with recreated maps write them).
+            match relink::open_pinned(&path) {
+                Ok(link) => {
+                    let counted =
+                        relink::cgroup_id(link.as_fd()).map_err(|source| LoaderError::Update {
+                            what: what.clone(),
+                            source,
+                        })?;
+                    if counted != 0 && counted != wanted {
+                        return Err(LoaderError::CgroupChanged {
+                            path: self.cgroup.clone(),
+                            counted,
+                        });
+                    }
+                    let program = prog
+                        .fd()
+                        .map_err(|source| LoaderError::Program { name, source })?;
+                    match relink::update(link.as_fd(), program.as_fd()) {
+                        Ok(()) => {
+                            self.attached.insert(attachment);
+                            continue;
+                        }
+                        // Defunct (the cgroup was recreated): start over.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => remove_pin(&path)?,
+                        Err(source) => return Err(LoaderError::Update { what, source }),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(LoaderError::Update { what, source }),
+            }
             // A cgroup bpf_link takes no flags (EINVAL otherwise): links always
             // coexist with other programs on the cgroup.
             let id = prog

@@ -73,9 +73,15 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
                 } else {
                     keys as f64 * 100.0 / f64::from(max)
                 };
+                let pending = match crate::resize::configured(&config.maps, name) {
+                    Some(size) if size != max => {
+                        format!(", {size} configured: the agent resizes it at its next start")
+                    }
+                    _ => String::new(),
+                };
                 writeln!(
                     out,
-                    "map:        {name:<8} {keys:>8} / {max:<8} keys ({pct:.1} % full)"
+                    "map:        {name:<8} {keys:>8} / {max:<8} keys ({pct:.1} % full{pending})"
                 )?;
             }
             let live = maps.read_all()?;
@@ -83,7 +89,7 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
                 if !c.is_zero() {
                     writeln!(
                         out,
-                        "overflow:   {kind} map full: {} packets, {} bytes not yet flushed (raise [maps] {kind}_entries)",
+                        "overflow:   {kind} map full: {} packets, {} bytes not yet flushed (raise [maps] {kind}_entries and restart the agent)",
                         c.rx_packets + c.tx_packets,
                         c.rx_bytes + c.tx_bytes
                     )?;

@@ -1,0 +1,171 @@
+//! Resizing the pinned hash maps when `[maps]` changes, without losing or
+//! doubling a count.
+//!
+//! A pinned map keeps the size it was created with, and the kernel cannot
+//! resize a map. So each side is replaced while it is idle and clear: its
+//! pins are removed, the programs are loaded again (aya creates the missing
+//! maps at the configured sizes and reuses every other pin) and given to
+//! the pinned links in one step. A flush then makes the other side idle,
+//! and it is replaced the same way. The old maps go with the old programs.
+//!
+//! Crash safety: a removed pin belongs to a map that is idle and clear, and
+//! no flush runs until the new programs write the new maps, so a crash at
+//! any point leaves nothing uncommitted in a map without a pin; the next
+//! start simply goes on (a missing pin is created at the configured size).
+
+use std::{fs, io, path::PathBuf};
+
+use aya::maps::MapInfo;
+use jiff::Timestamp;
+use trafmon_common as common;
+
+use crate::{
+    config::{Config, MapSizes},
+    counters::Maps,
+    flush::{Collector, FlushError},
+    loader::{Installed, LoaderError},
+    paths::PinDir,
+    store::StoreError,
+};
+
+/// Errors of a resize. None of them loses a count: the maps keep their
+/// sizes and contents, or the replaced side was empty.
+#[derive(Debug, thiserror::Error)]
+pub enum ResizeError {
+    /// A pinned map cannot be read.
+    #[error("cannot read the size of pinned map {path}")]
+    Info {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A pin cannot be removed.
+    #[error("cannot remove pin {path}")]
+    Unpin {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Reloading the programs failed.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// Reopening the maps failed.
+    #[error(transparent)]
+    Counters(#[from] crate::counters::CountersError),
+    /// The flush that makes the other side idle failed.
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    /// The event could not be recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A pinned map whose size is not the configured one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Misfit {
+    /// The map's name.
+    pub name: &'static str,
+    /// Its side (0 for A, 1 for B).
+    pub side: u32,
+    /// Its size now.
+    pub pinned: u32,
+    /// The configured size.
+    pub wanted: u32,
+}
+
+/// The resizable maps: name, side and configured size.
+fn wanted(sizes: &MapSizes) -> [(&'static str, u32, u32); 6] {
+    [
+        (common::UID_A, 0, sizes.uid_entries.0),
+        (common::UID_B, 1, sizes.uid_entries.0),
+        (common::IP_A, 0, sizes.ip_entries.0),
+        (common::IP_B, 1, sizes.ip_entries.0),
+        (common::IFACE_A, 0, sizes.iface_entries.0),
+        (common::IFACE_B, 1, sizes.iface_entries.0),
+    ]
+}
+
+/// The configured size of the resizable map `name`.
+pub fn configured(sizes: &MapSizes, name: &str) -> Option<u32> {
+    wanted(sizes)
+        .into_iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(.., size)| size)
+}
+
+/// The pinned maps whose size differs from `sizes`.
+pub fn misfits(pins: &PinDir, sizes: &MapSizes) -> Result<Vec<Misfit>, ResizeError> {
+    let mut out = Vec::new();
+    for (name, side, wanted) in wanted(sizes) {
+        let path = pins.map(name);
+        let pinned = MapInfo::from_pin(&path)
+            .map_err(|source| ResizeError::Info { path, source })?
+            .max_entries();
+        if pinned != wanted {
+            out.push(Misfit {
+                name,
+                side,
+                pinned,
+                wanted,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Gives every pinned hash map the configured size, one idle side at a
+/// time (flushing once in between when the active side needs it). Runs at
+/// start, after [`Collector::recover`], so that the idle side is clear.
+pub fn apply(
+    config: &Config,
+    installed: &mut Installed,
+    collector: &mut Collector,
+) -> Result<(), ResizeError> {
+    let pins = PinDir::new(&config.pin_dir);
+    // At most: replace the idle side, flush, replace the other side.
+    for _ in 0..3 {
+        let misfits = misfits(&pins, &config.maps)?;
+        if misfits.is_empty() {
+            return Ok(());
+        }
+        let idle = 1 - collector.active_side()?;
+        let (now, later): (Vec<_>, Vec<_>) = misfits.into_iter().partition(|m| m.side == idle);
+        if now.is_empty() {
+            // Only the side the programs write is off: make it idle.
+            collector.flush(Timestamp::now())?;
+            continue;
+        }
+        for m in &now {
+            let path = pins.map(m.name);
+            fs::remove_file(&path).map_err(|source| ResizeError::Unpin { path, source })?;
+        }
+        // The new programs write the new maps (and the active side's old
+        // ones) from the moment the links get them.
+        *installed = Installed::install(config)?;
+        collector.replace_maps(Maps::open(&pins)?);
+        for m in &now {
+            let detail = format!(
+                "{} resized from {} to {} entries",
+                m.name, m.pinned, m.wanted
+            );
+            tracing::info!("{detail}");
+            collector.store().record_event("maps-resized", &detail)?;
+        }
+        if later.is_empty() {
+            return Ok(());
+        }
+    }
+    for m in misfits(&pins, &config.maps)? {
+        tracing::warn!(
+            map = m.name,
+            entries = m.pinned,
+            wanted = m.wanted,
+            "map not resized"
+        );
+    }
+    Ok(())
+}
