@@ -228,6 +228,20 @@ impl Drop for Traffic {
     }
 }
 
+/// Makes the veth pair `va` in `a`, `vb` in `b`, `va` at `ifindex` if
+/// given.
+fn add_veth(va: &str, vb: &str, a: &Netns, b: &Netns, ifindex: Option<u32>) {
+    let index = ifindex.map(|i| i.to_string());
+    let mut add = vec!["ip", "link", "add", va];
+    if let Some(i) = &index {
+        add.extend(["index", i.as_str()]);
+    }
+    add.extend([
+        "netns", &a.name, "type", "veth", "peer", "name", vb, "netns", &b.name,
+    ]);
+    sh(&add);
+}
+
 /// One test's world: two namespaces joined by a veth pair (`va` in `a`,
 /// `vb` in `b`), a cgroup, a pin directory and a config file.
 pub struct Env {
@@ -273,15 +287,7 @@ impl Env {
         let a = Netns::new(format!("tm-{id}-a"));
         let b = Netns::new(format!("tm-{id}-b"));
         let (va, vb) = (format!("tma{id}"), format!("tmb{id}"));
-        let index = ifindex.map(|i| i.to_string());
-        let mut add = vec!["ip", "link", "add", &va];
-        if let Some(i) = &index {
-            add.extend(["index", i.as_str()]);
-        }
-        add.extend([
-            "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
-        ]);
-        sh(&add);
+        add_veth(&va, &vb, &a, &b, ifindex);
         for ns in [&a, &b] {
             // Keep the link quiet: no router solicitations, no DAD.
             ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.router_solicitations=0"]);
@@ -319,6 +325,13 @@ impl Env {
             b,
             tmp,
         }
+    }
+
+    /// Removes the veth pair and makes it again under the same names (down,
+    /// no addresses), as a new device.
+    pub fn remake_veth(&self) {
+        self.a.exec(&["ip", "link", "del", &self.va]);
+        add_veth(&self.va, &self.vb, &self.a, &self.b, None);
     }
 
     /// Brings the veth up with 192.0.2.1/24 + 2001:db8::1/64 on `va` and
@@ -573,6 +586,11 @@ impl Agent {
             }
         }
         Self { child, log }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True when a line the agent wrote to stderr so far contains `text`.

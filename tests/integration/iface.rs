@@ -2,14 +2,19 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, finish_all};
+use std::{
+    thread::sleep,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::harness::{Agent, As, Env, finish_all};
 
 /// A small ifindex: counted in the per-CPU array of slots.
 #[test]
 fn interface_counters_equal_the_kernels() {
     let env = Env::new("");
     assert!(Env::ifindex(&env.a, &env.va) < trafmon_common::IFACE_FAST_SLOTS);
-    counters_equal_the_kernels(&env);
+    counters_equal_the_kernels(&env, env.agent());
 }
 
 /// An ifindex beyond the array: counted in the hash map.
@@ -18,11 +23,37 @@ fn interface_counters_equal_the_kernels_for_a_large_ifindex() {
     let ifindex = trafmon_common::IFACE_FAST_SLOTS + 4000;
     let env = Env::with_ifindex(ifindex, "");
     assert_eq!(Env::ifindex(&env.a, &env.va), ifindex);
-    counters_equal_the_kernels(&env);
+    counters_equal_the_kernels(&env, env.agent());
 }
 
-fn counters_equal_the_kernels(env: &Env) {
+/// An interface removed and made again under the same name between two
+/// of the agent's checks (as `wg-quick down; wg-quick up` does) is
+/// attached again: its old links went with the old device.
+#[test]
+fn an_interface_made_anew_is_counted_again() {
+    let env = Env::with_interval("2s", "");
     let agent = env.agent();
+    // Just after a flush, which the agent's interface check follows, so
+    // that the next check comes only after the device is back.
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    let to_tick = 2000 - u64::try_from(since % 2000).expect("ms");
+    sleep(Duration::from_millis(to_tick + 300));
+    let old = Env::ifindex(&env.a, &env.va);
+    env.remake_veth();
+    assert_ne!(Env::ifindex(&env.a, &env.va), old, "a new device");
+    // Two checks later.
+    sleep(Duration::from_millis(4500));
+    assert!(
+        agent.logged("interface made anew"),
+        "the agent noticed the new device"
+    );
+    counters_equal_the_kernels(&env, agent);
+}
+
+fn counters_equal_the_kernels(env: &Env, agent: Agent) {
     env.up(&[]);
     let in_a = As::root(&env.a);
     let in_b = As::root(&env.b);
@@ -54,7 +85,7 @@ fn counters_equal_the_kernels(env: &Env) {
         let kernel = Env::link_stats(&env.a, &env.va);
         let after = env.counts("").get(&key).copied().unwrap_or_default();
         if before != after {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            sleep(Duration::from_millis(100));
             continue;
         }
         let ours = [

@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Cgroup, Env, add_owner_rules, owner_counters, sh};
+use crate::harness::{As, Cgroup, Env, add_owner_rules, owner_counters, sh, trafmon_bin};
 
 #[test]
 fn counting_survives_a_killed_agent() {
@@ -167,4 +167,66 @@ fn a_changed_cgroup_needs_an_uninstall() {
         "the new link counts the new cgroup ({ino}): {link}"
     );
     agent.stop();
+}
+
+/// While an agent runs, a second agent on the same state and pin
+/// directories and an uninstall are refused with one line each, and the
+/// running agent goes on as before: its pid file, its pins and its counts
+/// are untouched.
+#[test]
+fn a_running_agent_is_not_disturbed_by_a_second_or_an_uninstall() {
+    let env = Env::new("[metrics]\nenabled = false\n");
+    let agent = env.agent();
+    env.up(&[]);
+    add_owner_rules(&env.a, 61060, false);
+    for (args, says) in [
+        (
+            ["agent"],
+            "agent.pid is in use by a running trafmon agent (pid ",
+        ),
+        (
+            ["uninstall"],
+            "is in use by a running trafmon agent: stop it first",
+        ),
+    ] {
+        // Bounded: a second agent that is not refused would run on.
+        let out = std::process::Command::new("timeout")
+            .arg("20")
+            .arg(trafmon_bin())
+            .arg("--config")
+            .arg(&env.config)
+            .args(args)
+            .output()
+            .expect("run trafmon");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("trafmon: ") && last.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    let status = env.trafmon(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("agent:      running (pid {})", agent.pid())),
+        "{status}"
+    );
+    assert!(env.pin_dir.join("links").read_dir().expect("links").count() >= 4);
+
+    let receiver = env.traffic(As::root(&env.b), &["udp-recv", "192.0.2.100", "9800", "20"]);
+    receiver.wait_listening();
+    env.traffic(
+        As::user(&env.a, 61060),
+        &["udp-send", "192.0.2.100", "9800", "300", "20"],
+    )
+    .finish();
+    receiver.finish();
+    agent.stop();
+    let ours = env.stored()[&(Kind::Uid, "61060".into())];
+    assert_eq!(
+        (ours.tx_packets, ours.tx_bytes),
+        owner_counters(&env.a, 61060, false)
+    );
+    assert_eq!(ours.tx_packets, 20);
 }

@@ -53,9 +53,10 @@ pub enum AgentError {
     /// Writing the printout failed.
     #[error("cannot write the totals")]
     Output(#[source] io::Error),
-    /// The pid file cannot be written.
-    #[error("cannot write the pid file in the state directory")]
-    PidFile(#[source] io::Error),
+    /// Another agent runs on the same state directory, or the pid file
+    /// cannot be written.
+    #[error(transparent)]
+    Lock(#[from] crate::exclusive::LockError),
     /// A malformed fault-injection variable.
     #[error("{0}")]
     Fault(String),
@@ -91,8 +92,10 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
     // The store first: a store that cannot be used stops the agent before
     // it touches the kernel.
     let store = Store::open(&config.store_path())?;
-    let _pid = crate::pidfile::PidFile::create(&config.state_dir).map_err(AgentError::PidFile)?;
+    // One agent per state directory and per pin directory.
+    let _pid = crate::pidfile::PidFile::create(&config.state_dir)?;
     let pins = PinDir::new(&config.pin_dir);
+    let _pins = crate::loader::lock_pins(&pins)?;
     let maps_survived = pins.map(trafmon_common::SELECTOR).exists();
     let mut installed = Installed::install(&config)?;
     let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);

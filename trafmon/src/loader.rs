@@ -25,10 +25,12 @@ use aya::{
     },
 };
 use ipnet::IpNet;
+use nix::fcntl::Flock;
 use trafmon_common as common;
 
 use crate::{
     config::{CgroupSetting, Cidr, Config, Interfaces},
+    exclusive::{self, LockError},
     ifaces::{self, Framing, Interface},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
@@ -96,6 +98,9 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
+    /// Another agent uses the pin directory.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Converting or pinning a link failed.
     #[error("cannot pin the link of {what} at {path}")]
     Pin {
@@ -379,7 +384,10 @@ impl Installed {
                     .collect()
             }
         };
-        // Forget links of interfaces that are gone or no longer wanted.
+        // Forget links of interfaces that are gone or no longer wanted, or
+        // whose device is not the one of that name now (it was removed and
+        // made again between two calls, as `wg-quick down; up` does: its
+        // link went with the old device).
         for attachment in pinned_links(&self.pins)? {
             let Some(ifname) = attachment.interface() else {
                 continue;
@@ -388,7 +396,11 @@ impl Installed {
                 Interfaces::Auto => present.contains_key(ifname),
                 Interfaces::List(_) => wanted.contains_key(ifname),
             };
-            if !keep {
+            if keep && !self.on_its_device(&attachment, ifname) {
+                remove_pin(&self.pins.link(&attachment))?;
+                tracing::info!(interface = %ifname, "interface made anew: attaching again");
+                self.attached.remove(&attachment);
+            } else if !keep {
                 remove_pin(&self.pins.link(&attachment))?;
                 tracing::info!(interface = %ifname, "interface gone: detached");
                 self.attached.remove(&attachment);
@@ -408,6 +420,19 @@ impl Installed {
             }
         }
         Ok(())
+    }
+
+    /// Whether the pinned link of `attachment` is attached to the device
+    /// that is called `ifname` now. Links other than TCX links, and links
+    /// that cannot be read, are taken to be.
+    fn on_its_device(&self, attachment: &Attachment, ifname: &str) -> bool {
+        let Ok(link) = relink::open_pinned(&self.pins.link(attachment)) else {
+            return true;
+        };
+        match relink::tcx_ifindex(link.as_fd()) {
+            Ok(Some(index)) => nix::net::if_::if_nametoindex(ifname).is_ok_and(|now| now == index),
+            _ => true,
+        }
     }
 
     fn attach_tc(&mut self, attachment: &Attachment, framing: Framing) -> Result<(), LoaderError> {
@@ -501,11 +526,25 @@ fn pinned_links(pins: &PinDir) -> Result<Vec<Attachment>, LoaderError> {
         .collect())
 }
 
+/// Mounts bpffs if needed, creates the pin directory and locks it for
+/// this agent ([`exclusive`]), for as long as the lock lives.
+pub fn lock_pins(pins: &PinDir) -> Result<Flock<fs::File>, LoaderError> {
+    mounts::ensure_bpffs(pins.root())?;
+    fs::create_dir_all(pins.root()).map_err(|source| MountError::CreateDir {
+        path: pins.root().into(),
+        source,
+    })?;
+    Ok(exclusive::lock_dir(pins.root())?)
+}
+
 /// Detaches every program and removes every pin under `pin_dir`, then the
-/// directory itself. Programs held by a running agent stay attached until
-/// it exits, so stop the agent first.
+/// directory itself; refuses while an agent runs on it.
 pub fn uninstall(pin_dir: &Path) -> Result<(), LoaderError> {
     let pins = PinDir::new(pin_dir);
+    let _lock = match exclusive::lock_dir(pin_dir) {
+        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
+        other => Some(other?),
+    };
     for dir in [pins.links(), pins.maps()] {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,

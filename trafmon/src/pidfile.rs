@@ -1,32 +1,58 @@
 //! The agent's pid file, `<state_dir>/agent.pid`, so that `trafmon status`
-//! can tell whether an agent runs.
+//! can tell whether an agent runs, locked so that only one runs per state
+//! directory.
 
 use std::{
-    fs, io,
+    fs,
+    io::Write as _,
     path::{Path, PathBuf},
 };
+
+use nix::fcntl::Flock;
+
+use crate::exclusive::{self, LockError};
 
 /// The pid file under `state_dir`.
 pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("agent.pid")
 }
 
-/// Writes this process's pid; removed again by [`PidFile`]'s drop.
-pub struct PidFile(PathBuf);
+/// Writes this process's pid and holds an exclusive lock on the file, so
+/// that a second agent on the same state directory stops at once; removed
+/// again by [`PidFile`]'s drop.
+pub struct PidFile {
+    path: PathBuf,
+    _lock: Flock<fs::File>,
+}
 
 impl PidFile {
-    /// Creates the pid file.
-    pub fn create(state_dir: &Path) -> io::Result<Self> {
-        let p = path(state_dir);
-        fs::create_dir_all(state_dir)?;
-        fs::write(&p, format!("{}\n", std::process::id()))?;
-        Ok(Self(p))
+    /// Creates and locks the pid file; [`LockError::Busy`] when another
+    /// agent holds it.
+    pub fn create(state_dir: &Path) -> Result<Self, LockError> {
+        let path = path(state_dir);
+        let io_err = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(state_dir).map_err(io_err)?;
+        // Not truncated before the lock is ours: it names the holder.
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
+        let mut lock = exclusive::lock(&path, file, running(state_dir))?;
+        lock.set_len(0).map_err(io_err)?;
+        writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
+        Ok(Self { path, _lock: lock })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        // Still locked: nobody else writes it meanwhile.
+        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Swapping the program behind a pinned cgroup link (`BPF_LINK_UPDATE`).
+//! Swapping the program behind a pinned cgroup link (`BPF_LINK_UPDATE`),
+//! and what a pinned link is attached to.
 //!
 //! Written by hand because aya 0.14 can update only TCX and XDP links
 //! (`attach_to_link`); its `bpf_link_update` is crate-private and its
@@ -16,7 +17,7 @@ use std::{
     path::Path,
 };
 
-use aya_obj::generated::bpf_cmd;
+use aya_obj::generated::{bpf_cmd, bpf_link_info, bpf_link_type};
 
 use crate::batch::{bpf, zeroed_attr};
 
@@ -47,13 +48,11 @@ pub fn update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
     unsafe { bpf(bpf_cmd::BPF_LINK_UPDATE, &mut attr) }.map(drop)
 }
 
-/// The id of the cgroup a cgroup link is attached to
-/// (`BPF_OBJ_GET_INFO_BY_FD`); 0 when the link is defunct (its cgroup was
-/// removed). A cgroup's id is its directory's inode number.
-pub fn cgroup_id(link: BorrowedFd<'_>) -> io::Result<u64> {
+/// The kernel's information on a link (`BPF_OBJ_GET_INFO_BY_FD`).
+fn info(link: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
     // SAFETY: a C struct of integers and unions of integers: all zeroes is
     // valid.
-    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
     let mut attr = zeroed_attr();
     // The info member is the one BPF_OBJ_GET_INFO_BY_FD reads.
     attr.info.bpf_fd = raw(link);
@@ -62,8 +61,27 @@ pub fn cgroup_id(link: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: attr starts zeroed with the fields of BPF_OBJ_GET_INFO_BY_FD
     // set; `info` outlives the call and is as long as said.
     unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    // SAFETY: the kernel filled the cgroup member of a cgroup link's info.
+    Ok(info)
+}
+
+/// The id of the cgroup a cgroup link is attached to; 0 when the link is
+/// defunct (its cgroup was removed). A cgroup's id is its directory's
+/// inode number.
+pub fn cgroup_id(link: BorrowedFd<'_>) -> io::Result<u64> {
+    let info = info(link)?;
+    // SAFETY: the kernel fills the cgroup member of a cgroup link's info.
     Ok(unsafe { info.__bindgen_anon_1.cgroup.cgroup_id })
+}
+
+/// The index of the device a TCX link is attached to: 0 when the link is
+/// defunct (its device was removed), `None` for other links.
+pub fn tcx_ifindex(link: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    let info = info(link)?;
+    if info.type_ != bpf_link_type::BPF_LINK_TYPE_TCX as u32 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel fills the tcx member of a TCX link's info.
+    Ok(Some(unsafe { info.__bindgen_anon_1.tcx.ifindex }))
 }
 
 fn raw(fd: BorrowedFd<'_>) -> u32 {
