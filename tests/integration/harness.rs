@@ -595,11 +595,17 @@ impl Agent {
 
     /// True when a line the agent wrote to stderr so far contains `text`.
     pub fn logged(&self, text: &str) -> bool {
+        self.logged_times(text) > 0
+    }
+
+    /// How many lines the agent wrote to stderr so far contain `text`.
+    pub fn logged_times(&self, text: &str) -> usize {
         self.log
             .lock()
             .expect("log")
             .iter()
-            .any(|l| l.contains(text))
+            .filter(|l| l.contains(text))
+            .count()
     }
 
     /// Kills the agent with `signal` and waits for it.

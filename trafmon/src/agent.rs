@@ -16,6 +16,7 @@ use crate::{
     fault::Fault,
     flush::{Collector, FlushError},
     grace,
+    link_events::LinkEvents,
     loader::{Installed, LoaderError},
     paths::PinDir,
     print,
@@ -123,12 +124,34 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
         metrics = %if config.metrics.enabled { config.metrics.listen.to_string() } else { "off".into() },
         "counting"
     );
+    let mut events = match LinkEvents::subscribe() {
+        Ok(events) => Some(events),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow interfaces as they change; checking them after every flush only");
+            None
+        }
+    };
     loop {
         let (wait, tick) = next_tick(SystemTime::now(), config.interval.0);
-        let stop = tokio::select! {
-            () = tokio::time::sleep(wait) => false,
-            _ = sigterm.recv() => true,
-            _ = sigint.recv() => true,
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        let stop = loop {
+            tokio::select! {
+                () = &mut sleep => break false,
+                _ = sigterm.recv() => break true,
+                _ = sigint.recv() => break true,
+                changed = link_changed(&mut events) => match changed {
+                    Ok(()) => {
+                        if let Err(e) = installed.sync_interfaces() {
+                            tracing::warn!(error = %crate::error_chain(&e), "cannot follow interfaces");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "interface events stopped; checking interfaces after every flush only");
+                        events = None;
+                    }
+                },
+            }
         };
         let at = if stop { Timestamp::now() } else { tick };
         match collector.flush(at) {
@@ -167,6 +190,14 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
         if let Err(e) = installed.sync_interfaces() {
             tracing::warn!(error = %crate::error_chain(&e), "cannot follow interfaces");
         }
+    }
+}
+
+/// The next interface event, or never without a subscription.
+async fn link_changed(events: &mut Option<LinkEvents>) -> io::Result<()> {
+    match events {
+        Some(events) => events.changed().await,
+        None => std::future::pending().await,
     }
 }
 
