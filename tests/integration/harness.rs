@@ -382,6 +382,19 @@ impl Env {
         );
     }
 
+    /// [`Env::trafmon`] bounded to 20 s (`timeout`), for commands that must
+    /// stop by themselves, such as an agent that has to be refused.
+    pub fn trafmon_bounded(&self, args: &[&str]) -> std::process::Output {
+        Command::new("timeout")
+            .arg("20")
+            .arg(trafmon_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run trafmon")
+    }
+
     /// Runs `trafmon <args>` with this env's config.
     pub fn trafmon(&self, args: &[&str]) -> std::process::Output {
         Command::new(trafmon_bin())

@@ -2,7 +2,7 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Cgroup, Env, add_owner_rules, owner_counters, sh, trafmon_bin};
+use crate::harness::{As, Cgroup, Env, add_owner_rules, owner_counters, sh};
 
 #[test]
 fn counting_survives_a_killed_agent() {
@@ -190,14 +190,7 @@ fn a_running_agent_is_not_disturbed_by_a_second_or_an_uninstall() {
         ),
     ] {
         // Bounded: a second agent that is not refused would run on.
-        let out = std::process::Command::new("timeout")
-            .arg("20")
-            .arg(trafmon_bin())
-            .arg("--config")
-            .arg(&env.config)
-            .args(args)
-            .output()
-            .expect("run trafmon");
+        let out = env.trafmon_bounded(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         let last = err.lines().last().unwrap_or_default();
@@ -229,4 +222,49 @@ fn a_running_agent_is_not_disturbed_by_a_second_or_an_uninstall() {
         owner_counters(&env.a, 61060, false)
     );
     assert_eq!(ours.tx_packets, 20);
+}
+
+/// A map pinned by another version with another layout (here a wider
+/// address key) is never reused, which would read garbage keys: the agent
+/// stops with one line naming the pin and both layouts, attaches nothing
+/// and leaves the map as it was.
+#[test]
+fn a_pinned_map_of_another_layout_stops_the_agent() {
+    let env = Env::new("");
+    let maps = env.pin_dir.join("maps");
+    std::fs::create_dir_all(&maps).expect("pin dir");
+    let pin = maps.join("IP_A");
+    let pin = pin.to_str().expect("utf-8");
+    sh(&[
+        "bpftool",
+        "map",
+        "create",
+        pin,
+        "type",
+        "percpu_hash",
+        "key",
+        "24",
+        "value",
+        "32",
+        "entries",
+        "1024",
+        "name",
+        "IP_A",
+    ]);
+    let out = env.trafmon_bounded(&["agent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(pin) && err.contains("key 24 B") && err.contains("key 20 B"),
+        "{err}"
+    );
+    let links = env.pin_dir.join("links");
+    assert_eq!(
+        std::fs::read_dir(&links).map_or(0, Iterator::count),
+        0,
+        "nothing attached"
+    );
+    let shown = sh(&["bpftool", "-j", "map", "show", "pinned", pin]);
+    assert!(shown.contains("\"bytes_key\":24"), "untouched: {shown}");
 }

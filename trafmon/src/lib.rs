@@ -13,6 +13,7 @@ pub mod fault;
 pub mod flush;
 pub mod grace;
 pub mod ifaces;
+pub mod layout;
 pub mod link_events;
 pub mod live;
 pub mod loader;

@@ -32,9 +32,10 @@ use crate::{
     config::{CgroupSetting, Cidr, Config, Interfaces},
     exclusive::{self, LockError},
     ifaces::{self, Framing, Interface},
+    layout::{self, LayoutError},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
-    relink,
+    relink, resize,
 };
 
 /// The eBPF object built by build.rs.
@@ -98,6 +99,9 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
+    /// A pinned map has another layout than this build's.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// Another agent uses the pin directory.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -181,6 +185,7 @@ impl Installed {
             fs::create_dir_all(&dir)
                 .map_err(|source| MountError::CreateDir { path: dir, source })?;
         }
+        layout::check(OBJECT, &pins, &resize::RESIZABLE)?;
         let sizes = &config.maps;
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())

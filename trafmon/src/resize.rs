@@ -77,6 +77,16 @@ pub struct Misfit {
     pub wanted: u32,
 }
 
+/// The maps whose size `[maps]` sets.
+pub const RESIZABLE: [&str; 6] = [
+    common::UID_A,
+    common::UID_B,
+    common::IP_A,
+    common::IP_B,
+    common::IFACE_A,
+    common::IFACE_B,
+];
+
 /// The resizable maps: name, side and configured size.
 fn wanted(sizes: &MapSizes) -> [(&'static str, u32, u32); 6] {
     [
