@@ -2,7 +2,9 @@
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Env, add_rule, assert_address, finish_all};
+use crate::harness::{
+    As, Env, add_rule, addresses, assert_address, assert_link, count_of, finish_all,
+};
 
 /// The three addresses form one group.
 const GROUPS: &str = "[groups]\ncust = [\"192.0.2.1\", \"192.0.2.2/32\", \"2001:db8::1/128\"]\n";
@@ -69,5 +71,71 @@ fn per_ip_equals_iptables_address_rules() {
         counts[&(Kind::Group, "cust".into())],
         sum,
         "the group is the sum of its members"
+    );
+}
+
+/// With `address_interfaces`, addresses are counted only on the listed
+/// interfaces, while every watched interface still counts its device: here
+/// `lo` is watched for its device only, so traffic over it adds no address,
+/// and the veth's address still equals its rules exactly.
+#[test]
+fn addresses_are_counted_only_on_address_interfaces() {
+    let env = Env::new("");
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    let only_va = format!("interfaces = [\"{}\"]", env.va);
+    assert!(config.contains(&only_va), "{config}");
+    std::fs::write(
+        &env.config,
+        config.replace(
+            &only_va,
+            &format!(
+                "interfaces = [\"{va}\", \"lo\"]\naddress_interfaces = [\"{va}\"]",
+                va = env.va
+            ),
+        ),
+    )
+    .expect("config");
+    let agent = env.agent();
+    assert!(
+        agent.logged("link=tc_ingress@lo addresses=false"),
+        "lo counts its device only"
+    );
+    env.up(&[]);
+    // Up only now, with the programs attached: the statistics start at 0
+    // where trafmon does.
+    env.a.exec(&["ip", "link", "set", "lo", "up"]);
+    add_rule(&env.a, false, "INPUT", &["-d", "192.0.2.1"], "tm-in");
+    add_rule(&env.a, false, "OUTPUT", &["-s", "192.0.2.1"], "tm-out");
+    let (root_a, root_b) = (As::root(&env.a), As::root(&env.b));
+    let receivers = [
+        env.traffic(root_a, &["udp-recv", "192.0.2.1", "8500", "30"]),
+        env.traffic(root_b, &["udp-recv", "192.0.2.100", "8501", "20"]),
+        env.traffic(root_a, &["udp-recv", "127.0.0.1", "8502", "25"]),
+    ];
+    for r in &receivers {
+        r.wait_listening();
+    }
+    let senders = [
+        env.traffic(root_b, &["udp-send", "192.0.2.1", "8500", "500", "30"]),
+        env.traffic(root_a, &["udp-send", "192.0.2.100", "8501", "400", "20"]),
+        env.traffic(root_a, &["udp-send", "127.0.0.1", "8502", "300", "25"]),
+    ];
+    finish_all(senders, receivers);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    agent.stop();
+
+    let counts = env.counts("");
+    let ours = assert_address(&counts, &env.a, "192.0.2.1", false, ("tm-in", "tm-out"));
+    assert_eq!((ours.rx_packets, ours.tx_packets), (30, 20));
+    let seen = addresses(&counts);
+    assert!(
+        !seen.iter().any(|a| *a == "127.0.0.1" || *a == "::1"),
+        "no address counted on lo: {seen:?}"
+    );
+    assert_link(&counts, &env.a, &env.va);
+    assert_link(&counts, &env.a, "lo");
+    assert!(
+        count_of(&counts, Kind::Iface, "lo").rx_packets >= 25,
+        "lo counted its device"
     );
 }

@@ -81,6 +81,8 @@ fn uninstall_leaves_nothing() {
         "tc_ip_egress",
         "tc_lo_ingress",
         "tc_lo_egress",
+        "tcd_eth_ingress",
+        "tcd_eth_egress",
     ] {
         assert!(
             !text.contains(&name[..name.len().min(15)]),

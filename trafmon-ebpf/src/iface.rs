@@ -30,20 +30,25 @@ pub enum Link {
     LoopedOut,
 }
 
-/// Counts the packet for its interface (as `link` says) and for the IP
-/// address on our side (the IP length, from `l2_len` bytes on), and
-/// returns what a quota on that address says.
+/// Counts the packet for its interface (as `link` says) and, with
+/// `addresses`, for the IP address on our side (the IP length, from
+/// `l2_len` bytes on), and returns what a quota on that address says.
 ///
 /// A packet that a quota drops is not counted for its address. For the
 /// interface it is counted on ingress (the interface did receive it, and its
 /// own counters include it) but not on egress (it never reaches the device).
 #[inline(always)]
-pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32, link: Link) -> Verdict {
+pub fn try_count(ctx: &TcContext, dir: Dir, l2_len: u32, link: Link, addresses: bool) -> Verdict {
     let side = side();
     let settings = settings();
     let frame_len = ctx.len();
     let local = settings & SETTING_LOCAL_NETWORKS != 0;
-    let verdict = match ip_key(ctx, dir, l2_len, frame_len, local) {
+    let key = if addresses {
+        ip_key(ctx, dir, l2_len, frame_len, local)
+    } else {
+        Err(0)
+    };
+    let verdict = match key {
         Ok((key, ip_dir, ip_len)) => {
             let verdict = enforce::ip(settings, &key, ip_dir, u64::from(ip_len));
             if verdict != Verdict::Drop {

@@ -64,25 +64,25 @@ fn tc_verdict(v: Verdict) -> i32 {
 /// Counts packets arriving on an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_ingress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN, Link::Frame))
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN, Link::Frame, true))
 }
 
 /// Counts packets leaving an Ethernet-like interface.
 #[classifier]
 pub fn tc_eth_egress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN, Link::Frame))
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN, Link::Frame, true))
 }
 
 /// Counts packets arriving on an L3 interface (tun, WireGuard): no link-layer header.
 #[classifier]
 pub fn tc_ip_ingress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0, Link::Frame))
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0, Link::Frame, true))
 }
 
 /// Counts packets leaving an L3 interface.
 #[classifier]
 pub fn tc_ip_egress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0, Link::Frame))
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0, Link::Frame, true))
 }
 
 /// Counts packets arriving on a loopback device: its frames carry an
@@ -90,13 +90,90 @@ pub fn tc_ip_egress(ctx: TcContext) -> i32 {
 /// [`Link::LoopedIn`]).
 #[classifier]
 pub fn tc_lo_ingress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Rx, ETH_HLEN, Link::LoopedIn))
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Rx,
+        ETH_HLEN,
+        Link::LoopedIn,
+        true,
+    ))
 }
 
 /// Counts packets leaving a loopback device, for their addresses only.
 #[classifier]
 pub fn tc_lo_egress(ctx: TcContext) -> i32 {
-    tc_verdict(iface::try_count(&ctx, Dir::Tx, ETH_HLEN, Link::LoopedOut))
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Tx,
+        ETH_HLEN,
+        Link::LoopedOut,
+        true,
+    ))
+}
+
+// The same for interfaces whose addresses are not counted
+// (`address_interfaces`): the device only. Separate programs rather than a
+// flag to read per packet, so that counting addresses costs nothing more.
+
+/// [`tc_eth_ingress`], the device only.
+#[classifier]
+pub fn tcd_eth_ingress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Rx,
+        ETH_HLEN,
+        Link::Frame,
+        false,
+    ))
+}
+
+/// [`tc_eth_egress`], the device only.
+#[classifier]
+pub fn tcd_eth_egress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Tx,
+        ETH_HLEN,
+        Link::Frame,
+        false,
+    ))
+}
+
+/// [`tc_ip_ingress`], the device only.
+#[classifier]
+pub fn tcd_ip_ingress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(&ctx, Dir::Rx, 0, Link::Frame, false))
+}
+
+/// [`tc_ip_egress`], the device only.
+#[classifier]
+pub fn tcd_ip_egress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(&ctx, Dir::Tx, 0, Link::Frame, false))
+}
+
+/// [`tc_lo_ingress`], the device only.
+#[classifier]
+pub fn tcd_lo_ingress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Rx,
+        ETH_HLEN,
+        Link::LoopedIn,
+        false,
+    ))
+}
+
+/// [`tc_lo_egress`]: with addresses not counted, nothing to do but be
+/// there, so that the pinned link keeps its place.
+#[classifier]
+pub fn tcd_lo_egress(ctx: TcContext) -> i32 {
+    tc_verdict(iface::try_count(
+        &ctx,
+        Dir::Tx,
+        ETH_HLEN,
+        Link::LoopedOut,
+        false,
+    ))
 }
 
 #[cfg(not(test))]

@@ -29,7 +29,7 @@ use nix::fcntl::Flock;
 use trafmon_common as common;
 
 use crate::{
-    config::{CgroupSetting, Cidr, Config, Interfaces},
+    config::{AddressInterfaces, CgroupSetting, Cidr, Config, Interfaces},
     exclusive::{self, LockError},
     ifaces::{self, Framing, Interface},
     layout::{self, LayoutError},
@@ -150,6 +150,7 @@ pub struct Installed {
     pins: PinDir,
     cgroup: PathBuf,
     interfaces: Interfaces,
+    addresses: AddressInterfaces,
     attached: BTreeSet<Attachment>,
     /// Configured interfaces already reported missing (warned once each).
     missing: BTreeSet<String>,
@@ -158,12 +159,16 @@ pub struct Installed {
 const CGROUP_INGRESS: &str = "cgroup_ingress";
 const CGROUP_EGRESS: &str = "cgroup_egress";
 
-/// The tc programs (ingress, egress) for interfaces of `framing`.
-fn tc_programs(framing: Framing) -> [&'static str; 2] {
-    match framing {
-        Framing::Ethernet => ["tc_eth_ingress", "tc_eth_egress"],
-        Framing::Ip => ["tc_ip_ingress", "tc_ip_egress"],
-        Framing::Loopback => ["tc_lo_ingress", "tc_lo_egress"],
+/// The tc programs (ingress, egress) for interfaces of `framing`, counting
+/// their addresses too or the device only.
+fn tc_programs(framing: Framing, addresses: bool) -> [&'static str; 2] {
+    match (framing, addresses) {
+        (Framing::Ethernet, true) => ["tc_eth_ingress", "tc_eth_egress"],
+        (Framing::Ip, true) => ["tc_ip_ingress", "tc_ip_egress"],
+        (Framing::Loopback, true) => ["tc_lo_ingress", "tc_lo_egress"],
+        (Framing::Ethernet, false) => ["tcd_eth_ingress", "tcd_eth_egress"],
+        (Framing::Ip, false) => ["tcd_ip_ingress", "tcd_ip_egress"],
+        (Framing::Loopback, false) => ["tcd_lo_ingress", "tcd_lo_egress"],
     }
 }
 
@@ -203,6 +208,7 @@ impl Installed {
             pins,
             cgroup,
             interfaces: config.interfaces.clone(),
+            addresses: config.address_interfaces.clone(),
             attached: BTreeSet::new(),
             missing: BTreeSet::new(),
         };
@@ -262,7 +268,8 @@ impl Installed {
         }
         for name in [Framing::Ethernet, Framing::Ip, Framing::Loopback]
             .into_iter()
-            .flat_map(tc_programs)
+            .flat_map(|f| [true, false].map(|addresses| tc_programs(f, addresses)))
+            .flatten()
         {
             let prog: &mut SchedClassifier = self.program(name)?;
             prog.load()
@@ -419,8 +426,9 @@ impl Installed {
                 if self.attached.contains(&attachment) {
                     continue;
                 }
-                self.attach_tc(&attachment, iface.framing)?;
-                tracing::info!(interface = %name, link = %attachment.pin_name(), "attached");
+                let addresses = self.addresses.counts(&name);
+                self.attach_tc(&attachment, iface.framing, addresses)?;
+                tracing::info!(interface = %name, link = %attachment.pin_name(), addresses, "attached");
                 self.attached.insert(attachment);
             }
         }
@@ -440,8 +448,13 @@ impl Installed {
         }
     }
 
-    fn attach_tc(&mut self, attachment: &Attachment, framing: Framing) -> Result<(), LoaderError> {
-        let [ingress, egress] = tc_programs(framing);
+    fn attach_tc(
+        &mut self,
+        attachment: &Attachment,
+        framing: Framing,
+        addresses: bool,
+    ) -> Result<(), LoaderError> {
+        let [ingress, egress] = tc_programs(framing, addresses);
         let (ifname, kind, prog_name) = match attachment {
             Attachment::TcIngress(i) => (i, TcAttachType::Ingress, ingress),
             Attachment::TcEgress(i) => (i, TcAttachType::Egress, egress),

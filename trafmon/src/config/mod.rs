@@ -85,6 +85,8 @@ pub struct Config {
     pub cgroup: CgroupSetting,
     /// The interfaces of the tc programs.
     pub interfaces: Interfaces,
+    /// Those of them on which addresses are counted.
+    pub address_interfaces: AddressInterfaces,
     /// Map sizes.
     pub maps: MapSizes,
     /// The database file (default: `<state_dir>/trafmon.db`).
@@ -145,6 +147,7 @@ impl Default for Config {
             state_dir: paths::DEFAULT_STATE_DIR.into(),
             cgroup: CgroupSetting::Root,
             interfaces: Interfaces::Auto,
+            address_interfaces: AddressInterfaces::All,
             maps: MapSizes::default(),
             store: None,
             timezone: Zone::default(),
@@ -216,6 +219,17 @@ impl Config {
                     "{} is not a loopback address; set `expose = true` in [metrics] to serve metrics to other hosts",
                     m.listen
                 ),
+            });
+        }
+        if let (Interfaces::List(watched), AddressInterfaces::List(names)) =
+            (&config.interfaces, &config.address_interfaces)
+            && let Some(name) = names.iter().find(|n| !watched.contains(n))
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: nth_line_starting(text, "address_interfaces", 0).unwrap_or(1),
+                key: "address_interfaces".into(),
+                message: format!("`{name}` is not one of `interfaces`"),
             });
         }
         config
@@ -320,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_counted_on_every_interface_or_those_listed() {
+        assert!(parse("").unwrap().address_interfaces.counts("tap1"));
+        let c = parse("address_interfaces = [\"eth0\"]\n").unwrap();
+        assert!(c.address_interfaces.counts("eth0"));
+        assert!(!c.address_interfaces.counts("tap1"));
+        let c =
+            parse("interfaces = [\"eth0\", \"tap1\"]\naddress_interfaces = [\"eth0\"]\n").unwrap();
+        assert_eq!(
+            c.address_interfaces,
+            AddressInterfaces::List(vec!["eth0".into()])
+        );
+    }
+
+    #[test]
     fn every_key() {
         let c = parse(
             r#"
@@ -371,6 +399,17 @@ uid_entries = 4
         assert!(
             e.starts_with("/etc/t.toml:2: maps.ip_entries: 0 entries"),
             "{e}"
+        );
+        let e = parse("address_interfaces = \"auto\"\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/t.toml:1: address_interfaces: `auto`: expected \"all\""),
+            "{e}"
+        );
+        let e = parse("interfaces = [\"eth0\", \"tap1\"]\naddress_interfaces = [\"eth1\"]\n")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "/etc/t.toml:2: address_interfaces: `eth1` is not one of `interfaces`"
         );
         let e = parse("interfaces = \"all\"\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: interfaces: `all`"), "{e}");

@@ -44,6 +44,35 @@ pub enum Interfaces {
     List(Vec<String>),
 }
 
+/// The interfaces on which addresses are counted: every interface the tc
+/// programs watch, or only these (the others count the device only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AddressInterfaces {
+    /// Every watched interface.
+    #[default]
+    All,
+    /// Only these.
+    List(Vec<String>),
+}
+
+impl AddressInterfaces {
+    /// Whether addresses are counted on interface `name`.
+    pub fn counts(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::List(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// Checks one interface name of a list.
+fn interface_name<E: de::Error>(name: String) -> Result<String, E> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '@']) {
+        return Err(E::custom(format!("`{name}` is not a valid interface name")));
+    }
+    Ok(name)
+}
+
 /// The flush interval: positive, at least 10 ms, and dividing five minutes
 /// evenly so that 5-minute buckets start on a flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,37 +126,47 @@ impl<'de> Deserialize<'de> for CgroupSetting {
     }
 }
 
-impl<'de> Deserialize<'de> for Interfaces {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = Interfaces;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"auto\" or a list of interface names")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Interfaces, E> {
-                if s == "auto" {
-                    Ok(Interfaces::Auto)
-                } else {
-                    Err(E::custom(format!(
-                        "`{s}`: expected \"auto\" or a list of interface names"
-                    )))
-                }
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Interfaces, A::Error> {
-                let mut names = Vec::new();
-                while let Some(name) = seq.next_element::<String>()? {
-                    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '@']) {
-                        return Err(de::Error::custom(format!(
-                            "`{name}` is not a valid interface name"
-                        )));
-                    }
-                    names.push(name);
-                }
-                Ok(Interfaces::List(names))
+/// `keyword` or a list of interface names: `None` for the keyword.
+fn keyword_or_names<'de, D: Deserializer<'de>>(
+    d: D,
+    keyword: &'static str,
+) -> Result<Option<Vec<String>>, D::Error> {
+    struct V(&'static str);
+    impl<'de> de::Visitor<'de> for V {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "\"{}\" or a list of interface names", self.0)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s == self.0 {
+                Ok(None)
+            } else {
+                Err(E::custom(format!(
+                    "`{s}`: expected \"{}\" or a list of interface names",
+                    self.0
+                )))
             }
         }
-        d.deserialize_any(V)
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                names.push(interface_name(name)?);
+            }
+            Ok(Some(names))
+        }
+    }
+    d.deserialize_any(V(keyword))
+}
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(keyword_or_names(d, "auto")?.map_or(Self::Auto, Self::List))
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressInterfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(keyword_or_names(d, "all")?.map_or(Self::All, Self::List))
     }
 }
 
