@@ -144,25 +144,30 @@ fn a_changed_cgroup_needs_an_uninstall() {
     assert_ne!(config, moved, "the config names the test's cgroup");
     std::fs::write(&env.config, moved).expect("config");
 
-    let out = env.trafmon(&["agent"]);
+    let link = || {
+        sh(&[
+            "bpftool",
+            "-j",
+            "link",
+            "show",
+            "pinned",
+            &env.pin_dir.join("links/cgroup_egress").to_string_lossy(),
+        ])
+    };
+    let before = link();
+    let out = env.trafmon_bounded(&["agent"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
-        last.starts_with("trafmon: cgroup: ") && last.contains("trafmon uninstall"),
-        "one line naming the setting and the way out: {err}"
+        err.starts_with("trafmon: cgroup: ") && err.contains("trafmon uninstall"),
+        "naming the setting and the way out: {err}"
     );
+    assert_eq!(link(), before, "the refused start changed nothing");
 
     env.uninstall();
     let agent = env.agent();
-    let link = sh(&[
-        "bpftool",
-        "-j",
-        "link",
-        "show",
-        "pinned",
-        &env.pin_dir.join("links/cgroup_egress").to_string_lossy(),
-    ]);
+    let link = link();
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&other.path).expect("stat"));
     assert!(
         link.contains(&format!("\"cgroup_id\":{ino}")),

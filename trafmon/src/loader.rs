@@ -190,7 +190,11 @@ impl Installed {
             fs::create_dir_all(&dir)
                 .map_err(|source| MountError::CreateDir { path: dir, source })?;
         }
+        // Both checks come before anything is loaded or written, so that a
+        // refused start leaves the running programs as they are.
         layout::check(OBJECT, &pins, &resize::RESIZABLE)?;
+        let cgroup = cgroup_path(&config.cgroup)?;
+        check_cgroup_links(&pins, &cgroup)?;
         let sizes = &config.maps;
         let ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())
@@ -202,7 +206,6 @@ impl Installed {
             .map_max_entries(common::IFACE_B, sizes.iface_entries.0)
             .load(OBJECT)
             .map_err(LoaderError::Load)?;
-        let cgroup = cgroup_path(&config.cgroup)?;
         let mut this = Self {
             ebpf,
             pins,
@@ -295,14 +298,6 @@ impl Installed {
             path: self.cgroup.clone(),
             source,
         })?;
-        // A cgroup's id is its directory's inode number.
-        let wanted = dir
-            .metadata()
-            .map_err(|source| LoaderError::Cgroup {
-                path: self.cgroup.clone(),
-                source,
-            })?
-            .ino();
         for (attachment, name, kind) in [
             (
                 Attachment::CgroupIngress,
@@ -323,17 +318,6 @@ impl Installed {
             // loaded with recreated maps write them).
             match relink::open_pinned(&path) {
                 Ok(link) => {
-                    let counted =
-                        relink::cgroup_id(link.as_fd()).map_err(|source| LoaderError::Update {
-                            what: what.clone(),
-                            source,
-                        })?;
-                    if counted != 0 && counted != wanted {
-                        return Err(LoaderError::CgroupChanged {
-                            path: self.cgroup.clone(),
-                            counted,
-                        });
-                    }
                     let program = prog
                         .fd()
                         .map_err(|source| LoaderError::Program { name, source })?;
@@ -492,6 +476,42 @@ impl Installed {
         })?;
         pin(fd, &path, &what)
     }
+}
+
+/// Fails when the pinned cgroup links count another cgroup than `cgroup`
+/// (links of a removed cgroup, id 0, are replaced on attach).
+fn check_cgroup_links(pins: &PinDir, cgroup: &Path) -> Result<(), LoaderError> {
+    let cgroup_err = |source| LoaderError::Cgroup {
+        path: cgroup.into(),
+        source,
+    };
+    // A cgroup's id is its directory's inode number.
+    let wanted = fs::metadata(cgroup).map_err(cgroup_err)?.ino();
+    for attachment in [Attachment::CgroupIngress, Attachment::CgroupEgress] {
+        let path = pins.link(&attachment);
+        let what = || format!("{} to {}", attachment.pin_name(), cgroup.display());
+        let link = match relink::open_pinned(&path) {
+            Ok(link) => link,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(LoaderError::Update {
+                    what: what(),
+                    source,
+                });
+            }
+        };
+        let counted = relink::cgroup_id(link.as_fd()).map_err(|source| LoaderError::Update {
+            what: what(),
+            source,
+        })?;
+        if counted != 0 && counted != wanted {
+            return Err(LoaderError::CgroupChanged {
+                path: cgroup.into(),
+                counted,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Makes the local-network trie `map` hold exactly `keys`.
