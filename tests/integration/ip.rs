@@ -124,6 +124,19 @@ fn addresses_are_counted_only_on_address_interfaces() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
 
+    let status = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
+    for (link, program) in [
+        ("tc ingress on lo", "(tcd_lo_ingress)"),
+        (&*format!("tc ingress on {}", env.va), "(tc_eth_ingress)"),
+    ] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.contains(link) && l.contains(program)),
+            "{link} runs {program}:\n{status}"
+        );
+    }
+
     let counts = env.counts("");
     let ours = assert_address(&counts, &env.a, "192.0.2.1", false, ("tm-in", "tm-out"));
     assert_eq!((ours.rx_packets, ours.tx_packets), (30, 20));

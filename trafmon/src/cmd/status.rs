@@ -2,6 +2,7 @@
 //! flush, the store, and whether an agent runs.
 
 use std::{
+    collections::BTreeMap,
     fs,
     io::{self, Write as _},
 };
@@ -43,6 +44,12 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
     if links.is_empty() {
         writeln!(out, "attached:   nothing under {}", pins.links().display())?;
     }
+    // Program names by id, so that each link shows which program it runs
+    // (`tcd_*`: the device only, see `address_interfaces`).
+    let programs: BTreeMap<u32, String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| Some((p.id(), p.name_as_str()?.to_owned())))
+        .collect();
     for name in links {
         let what = match Attachment::from_pin_name(&name) {
             Some(Attachment::CgroupIngress) => "cgroup_skb ingress".to_owned(),
@@ -53,7 +60,13 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         };
         let state = match PinnedLink::from_pin(pins.links().join(&name)) {
             Ok(link) => match aya::programs::links::FdLink::from(link).info() {
-                Ok(info) => format!("program {}, link {}", info.program_id(), info.id()),
+                Ok(info) => {
+                    let id = info.program_id();
+                    match programs.get(&id) {
+                        Some(prog) => format!("program {id} ({prog}), link {}", info.id()),
+                        None => format!("program {id}, link {}", info.id()),
+                    }
+                }
                 Err(e) => format!("unreadable ({e})"),
             },
             Err(e) => format!("unreadable ({e})"),
