@@ -75,12 +75,13 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
 }
 
 /// The agent counts exactly with only the unit's capabilities (as root,
-/// with every other capability out of the bounding set, as systemd runs it).
+/// with every other capability out of the bounding set, as systemd runs it),
+/// also across a restart, which hands the pinned links new programs.
 #[test]
 fn the_agent_counts_with_only_the_units_capabilities() {
     let env = Env::new("");
     let caps = "-all,+bpf,+perfmon,+net_admin";
-    let agent = env.agent_wrapped(&[
+    let wrapper = [
         "setpriv",
         "--bounding-set",
         caps,
@@ -89,13 +90,20 @@ fn the_agent_counts_with_only_the_units_capabilities() {
         "--ambient-caps",
         caps,
         "--",
-    ]);
+    ];
+    let agent = env.agent_wrapped(&wrapper);
     env.up(&[]);
     add_owner_rules(&env.a, 61301, false);
     let who = As::user(&env.a, 61301);
     assert_eq!(env.send(who, "192.0.2.100", "7600", 200_000), 200_000);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     agent.stop();
+    // A restart, as `systemctl restart` after an upgrade: the pinned links
+    // get the new programs, with the same capabilities.
+    let agent = env.agent_wrapped(&wrapper);
+    assert_eq!(env.send(who, "192.0.2.100", "7601", 100_000), 100_000);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    agent.stop();
     let ours = assert_uid_tx(&env.counts(""), &env.a, 61301, false);
-    assert!(ours.tx_bytes > 200_000);
+    assert!(ours.tx_bytes > 300_000);
 }
