@@ -195,17 +195,14 @@ impl Installed {
         layout::check(OBJECT, &pins, &resize::RESIZABLE)?;
         let cgroup = cgroup_path(&config.cgroup)?;
         check_cgroup_links(&pins, &cgroup)?;
-        let sizes = &config.maps;
-        let ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pins.maps())
-            .map_max_entries(common::UID_A, sizes.uid_entries.0)
-            .map_max_entries(common::UID_B, sizes.uid_entries.0)
-            .map_max_entries(common::IP_A, sizes.ip_entries.0)
-            .map_max_entries(common::IP_B, sizes.ip_entries.0)
-            .map_max_entries(common::IFACE_A, sizes.iface_entries.0)
-            .map_max_entries(common::IFACE_B, sizes.iface_entries.0)
-            .load(OBJECT)
-            .map_err(LoaderError::Load)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pins.maps());
+        for name in resize::RESIZABLE {
+            if let Some(entries) = resize::configured(&config.maps, name) {
+                loader.map_max_entries(name, entries);
+            }
+        }
+        let ebpf = loader.load(OBJECT).map_err(LoaderError::Load)?;
         let mut this = Self {
             ebpf,
             pins,

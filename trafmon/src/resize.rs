@@ -77,7 +77,8 @@ pub struct Misfit {
     pub wanted: u32,
 }
 
-/// The maps whose size `[maps]` sets.
+/// The maps whose size `[maps]` sets, side A then side B of each kind (so
+/// a map's side is its index modulo 2).
 pub const RESIZABLE: [&str; 6] = [
     common::UID_A,
     common::UID_B,
@@ -87,30 +88,21 @@ pub const RESIZABLE: [&str; 6] = [
     common::IFACE_B,
 ];
 
-/// The resizable maps: name, side and configured size.
-fn wanted(sizes: &MapSizes) -> [(&'static str, u32, u32); 6] {
-    [
-        (common::UID_A, 0, sizes.uid_entries.0),
-        (common::UID_B, 1, sizes.uid_entries.0),
-        (common::IP_A, 0, sizes.ip_entries.0),
-        (common::IP_B, 1, sizes.ip_entries.0),
-        (common::IFACE_A, 0, sizes.iface_entries.0),
-        (common::IFACE_B, 1, sizes.iface_entries.0),
-    ]
-}
-
 /// The configured size of the resizable map `name`.
 pub fn configured(sizes: &MapSizes, name: &str) -> Option<u32> {
-    wanted(sizes)
-        .into_iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(.., size)| size)
+    match name {
+        common::UID_A | common::UID_B => Some(sizes.uid_entries.0),
+        common::IP_A | common::IP_B => Some(sizes.ip_entries.0),
+        common::IFACE_A | common::IFACE_B => Some(sizes.iface_entries.0),
+        _ => None,
+    }
 }
 
 /// The pinned maps whose size differs from `sizes`.
 pub fn misfits(pins: &PinDir, sizes: &MapSizes) -> Result<Vec<Misfit>, ResizeError> {
     let mut out = Vec::new();
-    for (name, side, wanted) in wanted(sizes) {
+    for (side, name) in (0..).map(|i: u32| i % 2).zip(RESIZABLE) {
+        let wanted = configured(sizes, name).unwrap_or_default();
         let path = pins.map(name);
         let pinned = MapInfo::from_pin(&path)
             .map_err(|source| ResizeError::Info { path, source })?
