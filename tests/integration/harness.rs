@@ -621,6 +621,31 @@ impl Agent {
             .count()
     }
 
+    /// Sends `signal` to the agent, which goes on running.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) of our own child.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "signal {signal} to the agent");
+    }
+
+    /// Waits up to `timeout` until `times` lines the agent wrote contain
+    /// `text`; false if they did not.
+    pub fn wait_logged(&self, text: &str, times: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.logged_times(text) < times {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// True while the agent process has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     /// Kills the agent with `signal` and waits for it.
     pub fn kill(mut self, signal: i32) -> std::process::ExitStatus {
         // SAFETY: kill(2) of our own child.
@@ -807,4 +832,88 @@ pub fn assert_uid_tx(counts: &Counts, ns: &Netns, uid: u32, v6: bool) -> Counter
         "uid {uid}: trafmon tx (packets, bytes) vs --uid-owner rules"
     );
     ours
+}
+
+/// 4 s of paced UDP both ways over the veth: 1500 datagrams of 700 bytes
+/// from UID `uid` in `a` to `b`, and 1500 of 500 bytes from `b` to
+/// 192.0.2.1 in `a`, with the iptables rules that count them. For tests
+/// that change the agent while packets flow.
+pub struct Paced {
+    uid: u32,
+    senders: Vec<Traffic>,
+    receivers: Vec<Traffic>,
+}
+
+impl Paced {
+    /// Brings the veth up and starts the traffic, on ports `port` and
+    /// `port + 1`.
+    pub fn start(env: &Env, uid: u32, port: u16) -> Self {
+        env.up(&[]);
+        add_owner_rules(&env.a, uid, false);
+        add_rule(&env.a, false, "INPUT", &["-d", "192.0.2.1"], "tm-in");
+        add_rule(&env.a, false, "OUTPUT", &["-s", "192.0.2.1"], "tm-out");
+        let (to_b, to_a) = (port.to_string(), (port + 1).to_string());
+        let receivers = vec![
+            env.traffic(
+                As::root(&env.b),
+                &["udp-recv", "192.0.2.100", &to_b, "1500"],
+            ),
+            env.traffic(As::root(&env.a), &["udp-recv", "192.0.2.1", &to_a, "1500"]),
+        ];
+        for r in &receivers {
+            r.wait_listening();
+        }
+        let senders = vec![
+            env.traffic(
+                As::user(&env.a, uid),
+                &["udp-send", "192.0.2.100", &to_b, "700", "1500", "4"],
+            ),
+            env.traffic(
+                As::root(&env.b),
+                &["udp-send", "192.0.2.1", &to_a, "500", "1500", "4"],
+            ),
+        ];
+        Self {
+            uid,
+            senders,
+            receivers,
+        }
+    }
+
+    /// Waits for the traffic to end; returns the UID.
+    pub fn finish(self) -> u32 {
+        finish_all(self.senders, self.receivers);
+        self.uid
+    }
+}
+
+/// Asserts that the stored counts of [`Paced`] traffic of `uid` are exact
+/// and complete: the UID, 192.0.2.1 and the veth against iptables rules
+/// and the device's statistics (read with the agent stopped). Returns the
+/// address's counts.
+pub fn assert_paced(env: &Env, uid: u32) -> Counters {
+    let counts = env.stored();
+    let ours = assert_uid_tx(&counts, &env.a, uid, false);
+    assert_eq!(
+        ours.tx_packets, 1500,
+        "every datagram of the UID was counted"
+    );
+    let ip = assert_address(&counts, &env.a, "192.0.2.1", false, ("tm-in", "tm-out"));
+    assert_eq!(
+        ip.rx_packets, 1500,
+        "every datagram to the address was counted"
+    );
+    assert_link(&counts, &env.a, &env.va);
+    ip
+}
+
+/// How many `maps-resized` events the env's store holds.
+pub fn resized_events(env: &Env) -> usize {
+    let store = Store::open_read_only(&env.store_path()).expect("store");
+    store
+        .events()
+        .expect("events")
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "maps-resized")
+        .count()
 }

@@ -16,6 +16,7 @@ mod loopback;
 mod metrics;
 mod overflow;
 mod quota;
+mod reload;
 mod report;
 mod resize;
 mod stats;

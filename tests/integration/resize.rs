@@ -3,9 +3,7 @@
 
 use std::{fs, thread::sleep, time::Duration};
 
-use crate::harness::{
-    As, Env, add_owner_rules, add_rule, assert_address, assert_link, assert_uid_tx, finish_all,
-};
+use crate::harness::{Env, Paced, assert_paced, resized_events};
 
 const SMALL: &str = "[maps]\nuid_entries = 64\nip_entries = 64\niface_entries = 64\n";
 const LARGE: &str = "[maps]\nuid_entries = 256\nip_entries = 512\niface_entries = 128\n";
@@ -35,31 +33,7 @@ fn shown_size(status: &str, name: &str) -> u32 {
 fn changed_map_sizes_apply_at_restart_and_lose_nothing() {
     let env = Env::new(SMALL);
     let agent = env.agent();
-    env.up(&[]);
-    add_owner_rules(&env.a, 61050, false);
-    add_rule(&env.a, false, "INPUT", &["-d", "192.0.2.1"], "tm-in");
-    add_rule(&env.a, false, "OUTPUT", &["-s", "192.0.2.1"], "tm-out");
-    let receivers = [
-        env.traffic(
-            As::root(&env.b),
-            &["udp-recv", "192.0.2.100", "9700", "1500"],
-        ),
-        env.traffic(As::root(&env.a), &["udp-recv", "192.0.2.1", "9701", "1500"]),
-    ];
-    for r in &receivers {
-        r.wait_listening();
-    }
-    // 4 s of traffic; the restart falls in its middle.
-    let senders = [
-        env.traffic(
-            As::user(&env.a, 61050),
-            &["udp-send", "192.0.2.100", "9700", "700", "1500", "4"],
-        ),
-        env.traffic(
-            As::root(&env.b),
-            &["udp-send", "192.0.2.1", "9701", "500", "1500", "4"],
-        ),
-    ];
+    let paced = Paced::start(&env, 61050, 9700);
     sleep(Duration::from_millis(1200));
     agent.stop();
     let config = fs::read_to_string(&env.config).expect("config");
@@ -69,7 +43,7 @@ fn changed_map_sizes_apply_at_restart_and_lose_nothing() {
         agent.logged("resized"),
         "the restart resized the maps while traffic flowed"
     );
-    finish_all(senders, receivers);
+    let uid = paced.finish();
     sleep(Duration::from_millis(300));
     agent.stop();
 
@@ -84,25 +58,6 @@ fn changed_map_sizes_apply_at_restart_and_lose_nothing() {
             assert_eq!(shown_size(&status, name), size, "{name}:\n{status}");
         }
     }
-    let store = trafmon::store::Store::open_read_only(&env.store_path()).expect("store");
-    let resized = store
-        .events()
-        .expect("events")
-        .into_iter()
-        .filter(|(_, kind, _)| kind == "maps-resized")
-        .count();
-    assert_eq!(resized, 6, "one event per resized map");
-
-    let counts = env.stored();
-    let uid = assert_uid_tx(&counts, &env.a, 61050, false);
-    assert_eq!(
-        uid.tx_packets, 1500,
-        "every datagram of the UID was counted"
-    );
-    let ip = assert_address(&counts, &env.a, "192.0.2.1", false, ("tm-in", "tm-out"));
-    assert_eq!(
-        ip.rx_packets, 1500,
-        "every datagram to the address was counted"
-    );
-    assert_link(&counts, &env.a, &env.va);
+    assert_eq!(resized_events(&env), 6, "one event per resized map");
+    assert_paced(&env, uid);
 }

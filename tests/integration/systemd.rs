@@ -38,6 +38,7 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
     for line in [
         "ExecStart=/usr/local/bin/trafmon agent",
         "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "StateDirectory=trafmon",
         "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN",
     ] {
@@ -51,6 +52,9 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
     );
     fs::create_dir_all(root.0.join("usr/local/bin")).expect("mkdir");
     fs::copy(trafmon_bin(), root.0.join("usr/local/bin/trafmon")).expect("copy the binary");
+    // ExecReload's kill(1), where the unit names it.
+    fs::create_dir_all(root.0.join("bin")).expect("mkdir");
+    fs::copy("/bin/kill", root.0.join("bin/kill")).expect("copy kill");
     fs::create_dir_all(root.0.join("etc/systemd/system")).expect("mkdir");
     fs::copy(&unit, root.0.join("etc/systemd/system/trafmon.service")).expect("copy the unit");
 
@@ -76,7 +80,8 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
 
 /// The agent counts exactly with only the unit's capabilities (as root,
 /// with every other capability out of the bounding set, as systemd runs it),
-/// also across a restart, which hands the pinned links new programs.
+/// also across a restart, which hands the pinned links new programs, and
+/// across a reload (SIGHUP), which does the same in the same process.
 #[test]
 fn the_agent_counts_with_only_the_units_capabilities() {
     let env = Env::new("");
@@ -102,8 +107,15 @@ fn the_agent_counts_with_only_the_units_capabilities() {
     // get the new programs, with the same capabilities.
     let agent = env.agent_wrapped(&wrapper);
     assert_eq!(env.send(who, "192.0.2.100", "7601", 100_000), 100_000);
+    // A reload, as `systemctl reload`: the same, in the same process.
+    agent.signal(libc::SIGHUP);
+    assert!(
+        agent.wait_logged(" counting ", 2, std::time::Duration::from_secs(15)),
+        "the agent serves on after a reload with the unit's capabilities"
+    );
+    assert_eq!(env.send(who, "192.0.2.100", "7602", 100_000), 100_000);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     agent.stop();
     let ours = assert_uid_tx(&env.counts(""), &env.a, 61301, false);
-    assert!(ours.tx_bytes > 300_000);
+    assert!(ours.tx_bytes > 400_000);
 }

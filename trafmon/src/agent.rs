@@ -1,6 +1,8 @@
 //! The daemon: open the store, install (or take over) the programs, finish
 //! what the last run left undone, then flush on wall-clock multiples of the
 //! interval until SIGINT or SIGTERM, and flush once more before exiting.
+//! SIGHUP flushes and serves on with the configuration read anew
+//! ([`crate::reload`]).
 
 use std::{
     io::{self, Write},
@@ -8,7 +10,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     config::Config,
@@ -21,6 +23,7 @@ use crate::{
     paths::PinDir,
     print,
     quota::run::{Engine, QuotaError},
+    reload::{self, Source},
     store::{Store, StoreError},
 };
 
@@ -85,32 +88,85 @@ pub fn next_tick(now: SystemTime, interval: Duration) -> (Duration, Timestamp) {
     (wait, tick)
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+/// The signals the agent answers.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AgentError> {
+        let one = |kind| signal(kind).map_err(AgentError::Signals);
+        Ok(Self {
+            term: one(SignalKind::terminate())?,
+            int: one(SignalKind::interrupt())?,
+            hup: one(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// Why [`serve`] ended.
+enum Exit {
+    /// SIGINT or SIGTERM: flushed, stop.
+    Stop,
+    /// SIGHUP with a good configuration: flushed, serve on with it.
+    Reload(Box<Config>),
+}
+
+/// Runs the agent until SIGINT or SIGTERM; SIGHUP reads the configuration
+/// from `source` again ([`crate::reload`]).
+pub async fn run(source: Source, config: Config, options: Options) -> Result<(), AgentError> {
+    // Installed first, so that a signal during the start is not lost.
+    let mut signals = Signals::install()?;
     let fault = Fault::from_env().map_err(AgentError::Fault)?;
     // The store first: a store that cannot be used stops the agent before
     // it touches the kernel.
-    let store = Store::open(&config.store_path())?;
-    // One agent per state directory and per pin directory.
+    let mut store = Store::open(&config.store_path())?;
+    // One agent per state directory and per pin directory. Both stay
+    // locked across reloads, which keep these places.
     let _pid = crate::pidfile::PidFile::create(&config.state_dir)?;
+    let _pins = crate::loader::lock_pins(&PinDir::new(&config.pin_dir))?;
+    let mut config = config;
+    loop {
+        match serve(&config, store, &source, &mut signals, fault, options).await? {
+            (Exit::Stop, _) => return Ok(()),
+            (Exit::Reload(new), kept) => {
+                tracing::info!(config = %source.path.display(), "reloading the configuration");
+                config = *new;
+                store = kept;
+            }
+        }
+    }
+}
+
+/// Installs the programs (or takes them over) for `config` and flushes
+/// until a signal; hands the store back for a reload.
+async fn serve(
+    config: &Config,
+    store: Store,
+    source: &Source,
+    signals: &mut Signals,
+    fault: Option<Fault>,
+    options: Options,
+) -> Result<(Exit, Store), AgentError> {
     let pins = PinDir::new(&config.pin_dir);
-    let _pins = crate::loader::lock_pins(&pins)?;
     let maps_survived = pins.map(trafmon_common::SELECTOR).exists();
-    let mut installed = Installed::install(&config)?;
-    let mut collector = Collector::new(Maps::open(&pins)?, store, &config, fault);
+    let mut installed = Installed::install(config)?;
+    let mut collector = Collector::new(Maps::open(&pins)?, store, config, fault);
     collector.recover(maps_survived)?;
-    crate::resize::apply(&config, &mut installed, &mut collector)?;
-    let mut quotas = Engine::start(&config, &pins, collector.store())?;
-    if config.metrics.enabled {
-        let server = crate::metrics::bind(&config).await?;
-        tokio::spawn(async move {
+    crate::resize::apply(config, &mut installed, &mut collector)?;
+    let mut quotas = Engine::start(config, &pins, collector.store())?;
+    let server = if config.metrics.enabled {
+        let server = crate::metrics::bind(config).await?;
+        Some(tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "the metrics endpoint stopped");
             }
-        });
-    }
+        }))
+    } else {
+        None
+    };
     let grace = grace::wait();
     if grace != grace::Grace::Membarrier {
         tracing::warn!("grace periods use {grace}");
@@ -131,15 +187,22 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
             None
         }
     };
-    loop {
+    let exit = loop {
         let (wait, tick) = next_tick(SystemTime::now(), config.interval.0);
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
-        let stop = loop {
+        let exit = loop {
             tokio::select! {
-                () = &mut sleep => break false,
-                _ = sigterm.recv() => break true,
-                _ = sigint.recv() => break true,
+                () = &mut sleep => break None,
+                _ = signals.term.recv() => break Some(Exit::Stop),
+                _ = signals.int.recv() => break Some(Exit::Stop),
+                _ = signals.hup.recv() => match reload::next(source, config) {
+                    Ok(new) => break Some(Exit::Reload(Box::new(new))),
+                    Err(e) => tracing::error!(
+                        "reload refused; running on with the configuration as it was: {}",
+                        crate::error_chain(&e)
+                    ),
+                },
                 changed = link_changed(&mut events) => match changed {
                     Ok(()) => {
                         if let Err(e) = installed.sync_interfaces() {
@@ -153,8 +216,13 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
                 },
             }
         };
-        let at = if stop { Timestamp::now() } else { tick };
-        match collector.flush(at) {
+        let at = if exit.is_some() {
+            Timestamp::now()
+        } else {
+            tick
+        };
+        let flushed = collector.flush(at);
+        match &flushed {
             Ok(f) => tracing::debug!(
                 seq = f.seq,
                 entities = f.entities,
@@ -162,12 +230,23 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
                 phases = ?f.phases,
                 "flushed"
             ),
-            Err(e) if stop => return Err(e.into()),
             Err(e) => tracing::warn!(
-                error = %crate::error_chain(&e),
+                error = %crate::error_chain(e),
                 "flush failed; the counts are kept (in the kernel or in memory) and retried at the next flush"
             ),
         }
+        let exit = match (exit, flushed) {
+            (Some(Exit::Stop), Err(e)) => return Err(e.into()),
+            // A reload starts from a finished flush, so that nothing is
+            // left in this collector's memory.
+            (Some(Exit::Reload(_)), Err(_)) => {
+                tracing::error!(
+                    "reload postponed: the flush before it failed; running on with the configuration as it was (send SIGHUP again)"
+                );
+                None
+            }
+            (exit, _) => exit,
+        };
         match collector.fold(at) {
             Ok(Some(f)) => tracing::debug!(rows = f.rows, us = f.duration_us, "folded"),
             Ok(None) => {}
@@ -183,14 +262,22 @@ pub async fn run(config: Config, options: Options) -> Result<(), AgentError> {
             print_totals(collector.store())?;
         }
         crate::memory::release_freed();
-        if stop {
-            tracing::info!("flushed and stopping; the pinned programs keep counting");
-            return Ok(());
+        if let Some(exit) = exit {
+            break exit;
         }
         if let Err(e) = installed.sync_interfaces() {
             tracing::warn!(error = %crate::error_chain(&e), "cannot follow interfaces");
         }
+    };
+    if let Some(server) = server {
+        // Awaited, so that its socket is closed before a reload binds anew.
+        server.abort();
+        let _ = server.await;
     }
+    if matches!(exit, Exit::Stop) {
+        tracing::info!("flushed and stopping; the pinned programs keep counting");
+    }
+    Ok((exit, collector.into_store()))
 }
 
 /// The next interface event, or never without a subscription.

@@ -121,6 +121,11 @@ impl Collector {
         &self.store
     }
 
+    /// The store, for a collector to come (a reload).
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
     /// The side the programs write now.
     pub fn active_side(&self) -> Result<u32, FlushError> {
         Ok(self.maps.active_side()?)

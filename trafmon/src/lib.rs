@@ -25,6 +25,7 @@ pub mod pidfile;
 pub mod print;
 pub mod quota;
 pub mod relink;
+pub mod reload;
 pub mod report;
 pub mod resize;
 pub mod store;

@@ -475,6 +475,14 @@ impl Installed {
     }
 }
 
+/// Fails when the pinned cgroup links under `config`'s pin directory
+/// count another cgroup than the configured one: the check a start makes
+/// before loading anything, for a reload to make before it stops serving.
+pub fn check_cgroup(config: &Config) -> Result<(), LoaderError> {
+    let cgroup = cgroup_path(&config.cgroup)?;
+    check_cgroup_links(&PinDir::new(&config.pin_dir), &cgroup)
+}
+
 /// Fails when the pinned cgroup links count another cgroup than `cgroup`
 /// (links of a removed cgroup, id 0, are replaced on attach).
 fn check_cgroup_links(pins: &PinDir, cgroup: &Path) -> Result<(), LoaderError> {

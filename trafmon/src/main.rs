@@ -38,7 +38,9 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
+            let source = trafmon::reload::Source { path, explicit };
             rt.block_on(trafmon::agent::run(
+                source,
                 config,
                 trafmon::agent::Options { print },
             ))?;

@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 11] = [
+const TOOLS: [(&str, &str); 12] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
@@ -27,6 +27,8 @@ const TOOLS: [(&str, &str); 11] = [
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
     ("systemd-analyze", "systemd"),
+    // The unit's ExecReload.
+    ("kill", "procps"),
     ("podman", "podman"),
     ("runc", "runc"),
     ("musl-gcc", "musl-tools"),
