@@ -218,8 +218,14 @@ impl Query {
         } else {
             (i64::MIN, i64::MAX, None)
         };
-        let mut rows: Vec<Row> = store
-            .sum_rows(Resolution::Month, from, to)?
+        // All time is the lifetime totals, with the months that retention
+        // pruned.
+        let totals = if self.view == View::Total {
+            store.totals()?
+        } else {
+            store.sum_rows(Resolution::Month, from, to)?
+        };
+        let mut rows: Vec<Row> = totals
             .into_iter()
             .filter(|t| t.entity.kind == self.kind && self.wanted(&t.entity.key))
             .map(|t| Row {

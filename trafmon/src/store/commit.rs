@@ -257,15 +257,35 @@ impl Store {
 
     /// Deletes the folded rows of `res` that start before `cutoff` (rows
     /// still in `recent` wait for their fold), and flush records older
-    /// than the newest 10 000.
+    /// than the newest 10 000. Monthly rows are added to their entity's
+    /// sum in `pruned` in the same transaction, so that lifetime totals
+    /// stay as they were.
     pub fn prune(&self, res: Resolution, cutoff: i64) -> Result<usize, StoreError> {
-        let n = self
-            .conn
+        let err = |e| self.sql("prune old rows", e);
+        // Unchecked: the store's one connection has no other transaction
+        // open while the agent prunes.
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        if res == Resolution::Month {
+            tx.execute(
+                "INSERT INTO pruned (entity, rx_bytes, rx_packets, tx_bytes, tx_packets)
+                 SELECT entity, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
+                 FROM monthly WHERE start < ?1 GROUP BY entity
+                 ON CONFLICT (entity) DO UPDATE SET
+                     rx_bytes = rx_bytes + excluded.rx_bytes,
+                     rx_packets = rx_packets + excluded.rx_packets,
+                     tx_bytes = tx_bytes + excluded.tx_bytes,
+                     tx_packets = tx_packets + excluded.tx_packets",
+                [cutoff],
+            )
+            .map_err(err)?;
+        }
+        let n = tx
             .execute(
                 &format!("DELETE FROM {} WHERE start < ?1", res.table()),
                 [cutoff],
             )
-            .map_err(|e| self.sql("prune old rows", e))?;
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
         self.conn
             .execute(
                 "DELETE FROM flush WHERE seq < (SELECT MAX(seq) FROM flush) - 10000",
@@ -408,6 +428,66 @@ mod tests {
         assert_eq!(left.keys().next().unwrap().1, cutoff);
         // Coarser resolutions are untouched.
         assert_eq!(store.totals().unwrap()[0].counters.rx_bytes, 10);
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// Monthly retention removes old months from the tables, but not from
+    /// the lifetime totals that `stats`, `/metrics` and `report --total`
+    /// show: Prometheus would take a total that shrinks for a counter
+    /// reset, and a `stats --reset` caller would miss traffic until the
+    /// total grew past its baseline again.
+    #[test]
+    fn pruned_months_stay_in_the_lifetime_totals() {
+        let path = tmp("prune-months");
+        let mut store = Store::open(&path).unwrap();
+        for (i, month) in ["2026-01", "2026-02", "2026-03", "2026-04"]
+            .iter()
+            .enumerate()
+        {
+            let f = FlushCommit {
+                seq: i as i64 + 1,
+                side: 0,
+                at: at(&format!("{month}-10T12:00:00Z")),
+                deltas: vec![
+                    delta(Kind::Uid, "1000", 100, 7),
+                    delta(Kind::Ip, "192.0.2.1", 10 * (i as u64 + 1), 1),
+                ],
+            };
+            store.commit(&f, &cal()).unwrap();
+        }
+        store.fold(i64::MAX).unwrap();
+        let before = store.totals().unwrap();
+        // Twice, as the agent prunes every minute: the second finds nothing.
+        for cutoff in [
+            "2026-03-01T00:00:00Z",
+            "2026-03-01T00:00:00Z",
+            "2026-04-01T00:00:00Z",
+        ] {
+            store
+                .prune(Resolution::Month, at(cutoff).as_second())
+                .unwrap();
+            assert_eq!(
+                store.totals().unwrap(),
+                before,
+                "after pruning before {cutoff}"
+            );
+        }
+        let months = store
+            .rows(Resolution::Month, Kind::Uid, i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(months.len(), 1, "only April is left in the table");
+        let uid = &before[0];
+        assert_eq!((uid.counters.rx_bytes, uid.counters.tx_packets), (400, 4));
+        assert_eq!(before[1].counters.rx_bytes, 10 + 20 + 30 + 40);
+        // Traffic after the prune adds to them.
+        let f = FlushCommit {
+            seq: 5,
+            side: 0,
+            at: at("2026-04-20T12:00:00Z"),
+            deltas: vec![delta(Kind::Uid, "1000", 5, 0)],
+        };
+        store.commit(&f, &cal()).unwrap();
+        assert_eq!(store.totals().unwrap()[0].counters.rx_bytes, 405);
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -29,7 +29,7 @@ use crate::calendar::CalendarError;
 /// The schema this trafmon writes and reads. Version 2 added the quota
 /// state, version 3 the unfolded rows; older files are upgraded when the
 /// agent opens them.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// `PRAGMA application_id` of a trafmon database ("tmdb").
 pub const APPLICATION_ID: i64 = 0x746d_6462;
 
@@ -502,7 +502,7 @@ mod tests {
         let before = fs::read(&path).unwrap();
         let e = Store::open(&path).err().expect("must fail").to_string();
         assert!(
-            e.contains("schema version 99, but this trafmon knows version 3"),
+            e.contains("schema version 99, but this trafmon knows version 4"),
             "{e}"
         );
         assert_eq!(fs::read(&path).unwrap(), before);
@@ -518,8 +518,8 @@ mod tests {
     }
 
     #[test]
-    fn version_1_and_2_stores_are_upgraded_with_their_history() {
-        for old in [1, 2] {
+    fn version_1_to_3_stores_are_upgraded_with_their_history() {
+        for old in [1, 2, 3] {
             let path = tmp(&format!("v{old}"));
             let mut store = Store::open(&path).unwrap();
             let f = FlushCommit {
@@ -531,9 +531,12 @@ mod tests {
             store.commit(&f, &cal()).unwrap();
             store.fold(i64::MAX).unwrap();
             // What the older versions did not have.
-            let mut undo = String::from(
-                "DROP VIEW fivemin_all; DROP VIEW hourly_all; DROP VIEW daily_all; DROP VIEW monthly_all; DROP TABLE recent;",
-            );
+            let mut undo = String::from("DROP VIEW lifetime_all; DROP TABLE pruned;");
+            if old < 3 {
+                undo.push_str(
+                    "DROP VIEW fivemin_all; DROP VIEW hourly_all; DROP VIEW daily_all; DROP VIEW monthly_all; DROP TABLE recent;",
+                );
+            }
             if old == 1 {
                 undo.push_str("DROP TABLE quota_state;");
             }
@@ -543,7 +546,7 @@ mod tests {
             let e = Store::open_read_only(&path).err().expect("must fail");
             assert!(
                 e.to_string().contains(&format!(
-                    "schema version {old} is older than this trafmon's 3; restart the agent"
+                    "schema version {old} is older than this trafmon's 4; restart the agent"
                 )),
                 "{e}"
             );

@@ -44,48 +44,58 @@ impl Store {
         Ok(out)
     }
 
-    /// All-time totals per entity (the monthly table is kept forever by
-    /// default; with a monthly retention, totals of the retained months).
+    /// Lifetime totals per entity: every month in the store plus what
+    /// retention pruned from it (kept as one sum per entity), so they
+    /// never go backwards.
     pub fn totals(&self) -> Result<Vec<Total>, StoreError> {
-        self.sum_rows(Resolution::Month, i64::MIN, i64::MAX)
+        let mut out = Vec::new();
+        self.each_total(|t| out.push(t))?;
+        out.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
+        Ok(out)
     }
 
     /// Per-entity sums of the rows of `res` with `from <= start < to`, by
     /// kind and key.
     pub fn sum_rows(&self, res: Resolution, from: i64, to: i64) -> Result<Vec<Total>, StoreError> {
         let mut out = Vec::new();
-        self.each_sum(res, from, to, |t| out.push(t))?;
+        self.each_sum(Some((res, from, to)), |t| out.push(t))?;
         out.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
         Ok(out)
     }
 
-    /// Calls `each` with every all-time total, one at a time: a reader of
-    /// a million entities never holds them twice.
+    /// Calls `each` with every lifetime total ([`Store::totals`]), one at
+    /// a time: a reader of a million entities never holds them twice.
     pub fn each_total(&self, each: impl FnMut(Total)) -> Result<(), StoreError> {
-        self.each_sum(Resolution::Month, i64::MIN, i64::MAX, each)
+        self.each_sum(None, each)
     }
 
-    /// [`Store::sum_rows`] in the store's order, one at a time.
+    /// Per-entity sums in the store's order, one at a time: of the rows of
+    /// a resolution in a range, or (`None`) lifetime totals.
     fn each_sum(
         &self,
-        res: Resolution,
-        from: i64,
-        to: i64,
+        range: Option<(Resolution, i64, i64)>,
         mut each: impl FnMut(Total),
     ) -> Result<(), StoreError> {
+        let (source, condition, bounds) = match range {
+            Some((res, from, to)) => (
+                res.view(),
+                "WHERE t.start >= ?1 AND t.start < ?2",
+                vec![from, to],
+            ),
+            None => ("lifetime_all", "", Vec::new()),
+        };
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT e.kind, e.key, e.label, SUM(t.rx_bytes), SUM(t.rx_packets),
                         SUM(t.tx_bytes), SUM(t.tx_packets)
-                 FROM {} t JOIN entity e ON e.id = t.entity
-                 WHERE t.start >= ?1 AND t.start < ?2
-                 GROUP BY t.entity",
-                res.view()
+                 FROM {source} t JOIN entity e ON e.id = t.entity
+                 {condition}
+                 GROUP BY t.entity"
             ))
             .map_err(|e| self.sql("read totals", e))?;
         let mut rows = stmt
-            .query(params![from, to])
+            .query(rusqlite::params_from_iter(bounds))
             .map_err(|e| self.sql("read totals", e))?;
         while let Some(r) = rows.next().map_err(|e| self.sql("read totals", e))? {
             let read = || -> rusqlite::Result<Option<Total>> {

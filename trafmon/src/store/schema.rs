@@ -83,6 +83,24 @@ pub(super) fn recent_column(res: Resolution) -> &'static str {
     }
 }
 
+/// Added in version 4: per entity, the sums of the monthly rows that
+/// retention removed, so that lifetime totals (`trafmon stats`,
+/// `/metrics`, `report --total`) never go backwards when old months are
+/// pruned; and the view of those totals' rows.
+const PRUNED_SCHEMA: &str = "
+CREATE TABLE pruned (
+    entity INTEGER PRIMARY KEY REFERENCES entity (id),
+    rx_bytes INTEGER NOT NULL,
+    rx_packets INTEGER NOT NULL,
+    tx_bytes INTEGER NOT NULL,
+    tx_packets INTEGER NOT NULL
+);
+CREATE VIEW lifetime_all AS
+    SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets FROM monthly_all
+    UNION ALL
+    SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets FROM pruned;
+";
+
 fn bucket_table(table: &str) -> String {
     format!(
         "CREATE TABLE {table} (
@@ -106,6 +124,7 @@ impl Store {
             ddl.push_str(&bucket_table(res.table()));
         }
         ddl.push_str(&recent_schema());
+        ddl.push_str(PRUNED_SCHEMA);
         ddl.push_str(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ));
@@ -114,14 +133,20 @@ impl Store {
             .map_err(|e| self.sql("create the schema", e))
     }
 
-    /// From `version` (1 or 2) to [`SCHEMA_VERSION`], in one transaction:
-    /// version 2 added the quota state, version 3 the unfolded rows.
+    /// From `version` (1 to 3) to [`SCHEMA_VERSION`], in one transaction:
+    /// version 2 added the quota state, version 3 the unfolded rows,
+    /// version 4 the sums of pruned months.
     pub(super) fn upgrade(&self, version: i64) -> Result<(), StoreError> {
         let mut ddl = String::new();
         if version < 2 {
             ddl.push_str(QUOTA_SCHEMA);
         }
-        ddl.push_str(&recent_schema());
+        if version < 3 {
+            ddl.push_str(&recent_schema());
+        }
+        if version < 4 {
+            ddl.push_str(PRUNED_SCHEMA);
+        }
         self.conn
             .execute_batch(&format!(
                 "BEGIN; {ddl} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
