@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crate::harness::{Agent, As, Env, finish_all};
+use crate::harness::{Agent, As, Env, Paced, assert_paced_flows, count_of, finish_all};
 
 /// A small ifindex: counted in the per-CPU array of slots.
 #[test]
@@ -56,6 +56,60 @@ fn an_interface_made_anew_is_attached_at_once_and_counted() {
         sleep(Duration::from_millis(20));
     }
     counters_equal_the_kernels(&env, agent);
+}
+
+/// An interface renamed while it is up and carries traffic (`ip link set
+/// NAME name NEW`; udev, or an admin): with `interfaces = "auto"` its links
+/// go with it under the new name, so that no packet of the device goes
+/// uncounted, and its counts (under the old name, then the new one) and
+/// the address's equal the device's statistics and iptables rules exactly.
+#[test]
+fn an_interface_renamed_while_up_keeps_being_counted() {
+    let env = Env::new("");
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    let watched = format!("interfaces = [\"{}\"]", env.va);
+    assert!(config.contains(&watched));
+    std::fs::write(
+        &env.config,
+        config.replace(&watched, "interfaces = \"auto\""),
+    )
+    .expect("config");
+    let agent = env.agent();
+    let paced = Paced::start(&env, 61070, 9720);
+    sleep(Duration::from_millis(1200));
+    let renamed = format!("{}r", env.va);
+    env.a
+        .exec(&["ip", "link", "set", &env.va, "name", &renamed]);
+    assert!(
+        agent.wait_logged("interface renamed", 2, Duration::from_secs(5)),
+        "both links went with the device"
+    );
+    let uid = paced.finish();
+    sleep(Duration::from_millis(300));
+    assert!(
+        !agent.logged("cannot follow interfaces"),
+        "no attach failed"
+    );
+    agent.stop();
+
+    let counts = env.stored();
+    assert_paced_flows(&counts, &env, uid);
+    let mut device = count_of(&counts, Kind::Iface, &env.va);
+    device.add(&count_of(&counts, Kind::Iface, &renamed));
+    assert_eq!(
+        [
+            device.rx_bytes,
+            device.rx_packets,
+            device.tx_bytes,
+            device.tx_packets
+        ],
+        Env::link_stats(&env.a, &renamed),
+        "trafmon [rx B, rx p, tx B, tx p] under both names vs the device's statistics"
+    );
+    assert!(
+        count_of(&counts, Kind::Iface, &renamed).tx_packets > 0,
+        "counted under the new name after the rename"
+    );
 }
 
 fn counters_equal_the_kernels(env: &Env, agent: Agent) {

@@ -132,6 +132,17 @@ pub enum LoaderError {
     /// Listing interfaces failed.
     #[error("cannot list network interfaces")]
     Interfaces(#[source] nix::Error),
+    /// Renaming a pinned link after its interface failed.
+    #[error("cannot rename {from} to {}", to.display())]
+    Rename {
+        /// The pin.
+        from: PathBuf,
+        /// Its new name.
+        to: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Removing a pin failed.
     #[error("cannot remove {path}")]
     Remove {
@@ -389,7 +400,23 @@ impl Installed {
                 Interfaces::Auto => present.contains_key(ifname),
                 Interfaces::List(_) => wanted.contains_key(ifname),
             };
-            if keep && !self.on_its_device(&attachment, ifname) {
+            if !(keep && self.on_its_device(&attachment, ifname))
+                && let Some(renamed) = self.renamed(&attachment, &wanted)
+            {
+                // The link goes with its device, so that no packet goes
+                // uncounted: a new attach would have to wait until the
+                // kernel has released the old link (it does so later, from
+                // a work queue), and meanwhile the device is not counted.
+                let (from, to) = (self.pins.link(&attachment), self.pins.link(&renamed));
+                fs::rename(&from, &to).map_err(|source| LoaderError::Rename {
+                    from: from.clone(),
+                    to: to.clone(),
+                    source,
+                })?;
+                tracing::info!(interface = %ifname, now = renamed.interface().unwrap_or_default(), "interface renamed: its link goes with it");
+                // Handed its program for the new name below.
+                self.attached.remove(&attachment);
+            } else if keep && !self.on_its_device(&attachment, ifname) {
                 remove_pin(&self.pins.link(&attachment))?;
                 tracing::info!(interface = %ifname, "interface made anew: attaching again");
                 self.attached.remove(&attachment);
@@ -399,6 +426,9 @@ impl Installed {
                 self.attached.remove(&attachment);
             }
         }
+        // One interface that cannot be attached does not keep the others
+        // from being attached; the first failure is returned.
+        let mut failed = None;
         for (name, iface) in wanted {
             for attachment in [
                 Attachment::TcIngress(name.clone()),
@@ -408,12 +438,37 @@ impl Installed {
                     continue;
                 }
                 let addresses = self.addresses.counts(&name);
-                self.attach_tc(&attachment, iface.framing, addresses)?;
-                tracing::info!(interface = %name, link = %attachment.pin_name(), addresses, "attached");
-                self.attached.insert(attachment);
+                match self.attach_tc(&attachment, iface.framing, addresses) {
+                    Ok(()) => {
+                        tracing::info!(interface = %name, link = %attachment.pin_name(), addresses, "attached");
+                        self.attached.insert(attachment);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The attachment that the pinned link of `attachment` belongs under
+    /// now: the same hook on the name its device has now, if the device
+    /// still exists under another name that is wanted and has no link yet.
+    fn renamed(
+        &self,
+        attachment: &Attachment,
+        wanted: &BTreeMap<String, &Interface>,
+    ) -> Option<Attachment> {
+        let link = relink::open_pinned(&self.pins.link(attachment)).ok()?;
+        let index = relink::tcx_ifindex(link.as_fd()).ok()??;
+        let now = nix::net::if_::if_indextoname(index).ok()?;
+        let now = now.to_str().ok()?;
+        let renamed = attachment.on(now)?;
+        (Some(now) != attachment.interface()
+            && wanted.contains_key(now)
+            && !self.pins.link(&renamed).exists())
+        .then_some(renamed)
     }
 
     /// Whether the pinned link of `attachment` is attached to the device

@@ -54,6 +54,16 @@ impl Attachment {
         }
     }
 
+    /// The same tc attachment on interface `ifname` (`None` for the
+    /// cgroup ones).
+    pub fn on(&self, ifname: &str) -> Option<Self> {
+        match self {
+            Self::TcIngress(_) => Some(Self::TcIngress(ifname.into())),
+            Self::TcEgress(_) => Some(Self::TcEgress(ifname.into())),
+            Self::CgroupIngress | Self::CgroupEgress => None,
+        }
+    }
+
     /// The interface of a tc attachment.
     pub fn interface(&self) -> Option<&str> {
         match self {
