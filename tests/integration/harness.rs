@@ -9,7 +9,8 @@
 use std::{
     ffi::CString,
     fs,
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
     os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -923,4 +924,32 @@ pub fn resized_events(env: &Env) -> usize {
         .into_iter()
         .filter(|(_, kind, _)| kind == "maps-resized")
         .count()
+}
+
+/// GET `path` from `addr` inside `ns` (a thread joins the namespace, so
+/// the test itself stays where it is). Returns (status line, body).
+pub fn get_in(ns: &Netns, addr: &str, path: &str) -> std::io::Result<(String, String)> {
+    let netns = fs::File::open(ns.path())?;
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut s = TcpStream::connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok((
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        ))
+    })
+    .join()
+    .expect("the request thread")
 }

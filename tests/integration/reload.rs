@@ -7,14 +7,17 @@ use std::{fs, thread::sleep, time::Duration};
 
 use trafmon::store::Kind;
 
-use crate::harness::{As, Cgroup, Env, Paced, assert_link, assert_paced, count_of, resized_events};
+use crate::harness::{
+    As, Cgroup, Env, Paced, assert_link, assert_paced, count_of, get_in, resized_events,
+};
 
 const SMALL: &str = "[maps]\nuid_entries = 64\nip_entries = 64\niface_entries = 64\n";
-const LARGE: &str = "[groups]\nlab = [\"192.0.2.0/24\"]\n[maps]\nuid_entries = 256\nip_entries = 512\niface_entries = 128\n";
+const LARGE: &str = "[groups]\nlab = [\"192.0.2.0/24\"]\n[maps]\nuid_entries = 256\nip_entries = 512\niface_entries = 128\n[metrics]\nlisten = \"127.0.0.1:9978\"\n";
 
-/// A reload in the middle of paced traffic both ways adds a group and
-/// larger maps: the same process serves on (it installs once more, and
-/// resizes every hash map), the group is counted from then on, and the
+/// A reload in the middle of paced traffic both ways adds a group, larger
+/// maps and another metrics address: the same process serves on (it
+/// installs once more, resizes every hash map and serves /metrics at the
+/// new address only), the group is counted from then on, and the
 /// stored counts of the UID, the address and the interface still equal
 /// iptables rules and the interface's own statistics exactly.
 #[test]
@@ -36,7 +39,15 @@ fn a_reload_applies_the_new_configuration_and_loses_nothing() {
         "the reload resized the maps while traffic flowed"
     );
     let uid = paced.finish();
-    sleep(Duration::from_millis(300));
+    sleep(Duration::from_millis(1300));
+    // The endpoint moved to its new address, with the new group.
+    assert!(get_in(&env.a, "127.0.0.1:9977", "/metrics").is_err());
+    let (status, body) = get_in(&env.a, "127.0.0.1:9978", "/metrics").expect("scrape");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("trafmon_group_bytes_total{group=\"lab\""),
+        "{body}"
+    );
     agent.stop();
 
     assert_eq!(resized_events(&env), 6, "one event per resized map");
