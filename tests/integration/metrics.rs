@@ -4,9 +4,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::TcpStream,
-    os::fd::AsRawFd,
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
