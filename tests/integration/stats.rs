@@ -73,3 +73,30 @@ fn reset_shows_only_the_traffic_since_the_callers_last_reset() {
         "the report keeps the full totals"
     );
 }
+
+/// Callers that reset at the same moment under one name (two cron jobs, a
+/// panel and a script) are served one after the other: together they are
+/// shown the traffic exactly once, never twice.
+#[test]
+fn simultaneous_resets_of_one_caller_show_the_traffic_once() {
+    let env = Env::new("");
+    let agent = env.agent();
+    env.up(&[]);
+    add_owner_rules(&env.a, 61301, false);
+    send(&env, "9802", "20");
+    agent.stop();
+    let (_, sent) = owner_counters(&env.a, 61301, false);
+    let start = std::sync::Barrier::new(8);
+    let shown: u64 = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    uplink(&env, &["--reset", "--as", "panel"])
+                })
+            })
+            .collect();
+        callers.into_iter().map(|c| c.join().expect("caller")).sum()
+    });
+    assert_eq!(shown, sent, "the callers together saw every byte once");
+}

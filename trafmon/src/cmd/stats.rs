@@ -10,6 +10,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use nix::fcntl::{Flock, FlockArg};
+
 use super::{CmdError, open_store};
 use crate::{
     config::Config,
@@ -91,21 +93,48 @@ fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
     }
 }
 
-/// Writes atomically (temporary file, then rename).
+/// Writes atomically and durably (temporary file, synced, then renamed),
+/// so that a crash or a power loss leaves the old baseline or the new one,
+/// never an empty file.
 fn write_baseline(path: &Path, values: &BTreeMap<String, u64>) -> anyhow::Result<()> {
     let fail = |e: io::Error| anyhow::anyhow!("{}: cannot write the baseline: {e}", path.display());
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&tmp).map_err(fail)?;
+    file.write_all(&serde_json::to_vec_pretty(values)?)
+        .and_then(|()| file.sync_all())
+        .map_err(fail)?;
+    fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Takes the caller's lock (`<NAME>.lock` beside its baseline), waiting
+/// for another `--reset` of the same caller to finish: two at once would
+/// both show the traffic since the old baseline, and it would be billed
+/// twice.
+fn lock_caller(path: &Path) -> anyhow::Result<Flock<fs::File>> {
+    let fail = |e: io::Error| anyhow::anyhow!("{}: cannot lock the baseline: {e}", path.display());
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(fail)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(values)?).map_err(fail)?;
-    fs::rename(&tmp, path).map_err(fail)
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(fail)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| fail(errno.into()))
 }
 
 /// Runs `trafmon stats`.
 pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     let path = baseline_path(config, &args.caller)?;
     let store = open_store(&config.store_path())?;
+    // Held until the new baseline is written; the totals are read under
+    // it, so that a baseline never moves backwards.
+    let _lock = if args.reset {
+        Some(lock_caller(&path)?)
+    } else {
+        None
+    };
     let now = counters(&store.totals().map_err(CmdError::from)?);
     let mut baseline = read_baseline(&path)?;
     let matches = |name: &str| args.pattern.as_deref().is_none_or(|p| name.contains(p));
