@@ -391,7 +391,8 @@ impl Installed {
         // Forget links of interfaces that are gone or no longer wanted, or
         // whose device is not the one of that name now (it was removed and
         // made again between two calls, as `wg-quick down; up` does: its
-        // link went with the old device).
+        // link went with the old device), unless the device was renamed
+        // to a wanted name: then its link is renamed with it.
         for attachment in pinned_links(&self.pins)? {
             let Some(ifname) = attachment.interface() else {
                 continue;
@@ -400,13 +401,15 @@ impl Installed {
                 Interfaces::Auto => present.contains_key(ifname),
                 Interfaces::List(_) => wanted.contains_key(ifname),
             };
-            if !(keep && self.on_its_device(&attachment, ifname))
-                && let Some(renamed) = self.renamed(&attachment, &wanted)
-            {
-                // The link goes with its device, so that no packet goes
-                // uncounted: a new attach would have to wait until the
-                // kernel has released the old link (it does so later, from
-                // a work queue), and meanwhile the device is not counted.
+            if keep && self.on_its_device(&attachment, ifname) {
+                continue;
+            }
+            if let Some(renamed) = self.renamed(&attachment, &wanted) {
+                // The link goes with its device (renamed), so that no
+                // packet goes uncounted: a new attach would have to wait
+                // until the kernel has released the old link (it does so
+                // later, from a work queue), and meanwhile the device would
+                // not be counted.
                 let (from, to) = (self.pins.link(&attachment), self.pins.link(&renamed));
                 fs::rename(&from, &to).map_err(|source| LoaderError::Rename {
                     from: from.clone(),
@@ -415,16 +418,14 @@ impl Installed {
                 })?;
                 tracing::info!(interface = %ifname, now = renamed.interface().unwrap_or_default(), "interface renamed: its link goes with it");
                 // Handed its program for the new name below.
-                self.attached.remove(&attachment);
-            } else if keep && !self.on_its_device(&attachment, ifname) {
+            } else if keep {
                 remove_pin(&self.pins.link(&attachment))?;
                 tracing::info!(interface = %ifname, "interface made anew: attaching again");
-                self.attached.remove(&attachment);
-            } else if !keep {
+            } else {
                 remove_pin(&self.pins.link(&attachment))?;
                 tracing::info!(interface = %ifname, "interface gone: detached");
-                self.attached.remove(&attachment);
             }
+            self.attached.remove(&attachment);
         }
         // One interface that cannot be attached does not keep the others
         // from being attached; the first failure is returned.
