@@ -237,3 +237,60 @@ fn fleet_files_work_against(ns: &Netns, scraped: &str) {
         }
     }
 }
+
+/// The value of the `trafmon_user_bytes_total` series of `uid` (a number
+/// or `other`) sending, if there is one.
+fn user_tx(body: &str, uid: &str) -> Option<u64> {
+    let series =
+        format!("trafmon_user_bytes_total{{uid=\"{uid}\",user=\"{uid}\",direction=\"tx\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map(|v| v.trim().parse().expect("a number"))
+}
+
+/// With more users than `max_series`, which one has a series of its own
+/// survives a restart of the agent: `other` never goes backwards, even
+/// though another user has grown bigger meanwhile (a new choice, biggest
+/// first, would swap them and make `other` shrink, which Prometheus reads
+/// as a counter reset).
+#[test]
+fn the_series_choice_survives_a_restart_so_other_never_goes_backwards() {
+    let env = Env::new("[metrics]\nmax_series = 1\n");
+    let agent = env.agent();
+    env.up(&[]);
+    let (first, second) = (61411, 61412);
+    let scrape = || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, body) = get_in(&env.a, "127.0.0.1:9977", "/metrics").expect("GET /metrics");
+        assert!(status.contains(" 200 "), "{status}");
+        body
+    };
+    let send = |uid, port, bytes| {
+        assert_eq!(
+            env.send(As::user(&env.a, uid), "192.0.2.100", port, bytes),
+            bytes
+        );
+    };
+    send(first, "7510", 300_000);
+    send(second, "7511", 100_000);
+    let body = scrape();
+    assert!(
+        user_tx(&body, "61411").is_some(),
+        "the bigger one has a series:\n{body}"
+    );
+    assert!(user_tx(&body, "61412").is_none(), "{body}");
+    send(second, "7512", 500_000);
+    let before = user_tx(&scrape(), "other").expect("other");
+    assert!(before >= 600_000, "other holds the second user: {before}");
+    agent.stop();
+
+    let agent = env.agent();
+    let body = scrape();
+    assert!(
+        user_tx(&body, "61411").is_some(),
+        "the first keeps its series:\n{body}"
+    );
+    let after = user_tx(&body, "other").expect("other");
+    assert!(after >= before, "other went backwards: {before} -> {after}");
+    agent.stop();
+}

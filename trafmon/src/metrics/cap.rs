@@ -138,16 +138,20 @@ impl<'a> Caps<'a> {
     }
 }
 
-/// Adds the entities that got a series now to `exported`.
-pub fn remember(exported: &mut BTreeMap<Kind, BTreeSet<String>>, chosen: &Chosen) {
+/// Adds the entities that got a series now to `exported`; true when there
+/// were any.
+pub fn remember(exported: &mut BTreeMap<Kind, BTreeSet<String>>, chosen: &Chosen) -> bool {
+    let mut added = false;
     for (kind, (kept, _)) in &chosen.0 {
         let had = exported.entry(*kind).or_default();
         for (key, _, _) in kept {
             if !had.contains(key) {
                 had.insert(key.clone());
+                added = true;
             }
         }
     }
+    added
 }
 
 #[cfg(test)]

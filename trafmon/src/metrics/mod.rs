@@ -5,11 +5,11 @@
 //! kernel holds and the store does not ([`live::read`]), so they never go
 //! backwards across flushes or restarts. `max_series` caps the series per
 //! entity kind; the rest are summed as `other`. Which entities have their
-//! own series is sticky for the agent's lifetime, so `other` never goes
-//! backwards either while the agent runs.
+//! own series is sticky, and kept across restarts and reloads
+//! (`series.rs`), so `other` never goes backwards either.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     sync::{Arc, Mutex},
 };
 
@@ -30,6 +30,7 @@ use trafmon_common::Counters;
 
 mod cap;
 mod entities;
+mod series;
 
 use cap::Caps;
 use entities::Entities;
@@ -50,7 +51,7 @@ pub struct Source {
     store: Store,
     maps: Maps,
     config: Config,
-    exported: BTreeMap<Kind, BTreeSet<String>>,
+    exported: series::Exported,
 }
 
 /// Errors of a scrape.
@@ -87,7 +88,7 @@ impl Source {
             store: Store::open_read_only(&config.store_path())?,
             maps: Maps::open(&PinDir::new(&config.pin_dir))?,
             config: config.clone(),
-            exported: BTreeMap::new(),
+            exported: series::load(&config.state_dir, config.metrics.max_series),
         })
     }
 
@@ -109,7 +110,19 @@ impl Source {
         let mut groups = Entities::new("group", "group of addresses", "group");
         let mut overflow = Entities::new("overflow", "full map (counted, not attributed)", "map");
         let chosen = caps.finish();
-        cap::remember(&mut self.exported, &chosen);
+        if cap::remember(&mut self.exported, &chosen)
+            && let Err(e) = series::save(
+                &self.config.state_dir,
+                self.config.metrics.max_series,
+                &self.exported,
+            )
+        {
+            tracing::warn!(
+                file = %series::path(&self.config.state_dir).display(),
+                error = %e,
+                "cannot save which entities have series; a restart may choose anew"
+            );
+        }
         let (per_kind, spilled) = chosen;
         // Overflow always has its three series, so that "none" reads as 0.
         for map in ["uid", "ip", "iface"] {
