@@ -374,13 +374,14 @@ impl Env {
 
     /// Runs `trafmon uninstall` with this env's config and checks that it
     /// succeeded.
-    pub fn uninstall(&self) {
+    pub fn uninstall(&self) -> String {
         let out = self.trafmon(&["uninstall"]);
         assert!(
             out.status.success(),
             "uninstall: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// [`Env::trafmon`] bounded to 20 s (`timeout`), for commands that must

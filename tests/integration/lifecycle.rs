@@ -47,8 +47,14 @@ fn uninstall_leaves_nothing() {
         "the agent stops cleanly on SIGTERM: {status}"
     );
 
-    env.uninstall();
+    let said = env.uninstall();
+    assert!(
+        said.starts_with("detached everything and removed "),
+        "{said}"
+    );
     assert!(!env.pin_dir.exists(), "{} is gone", env.pin_dir.display());
+    let said = env.uninstall();
+    assert!(said.starts_with("nothing was installed under "), "{said}");
 
     let cgroup = sh(&[
         "bpftool",

@@ -637,13 +637,15 @@ pub fn lock_pins(pins: &PinDir) -> Result<Flock<fs::File>, LoaderError> {
 }
 
 /// Detaches every program and removes every pin under `pin_dir`, then the
-/// directory itself; refuses while an agent runs on it.
-pub fn uninstall(pin_dir: &Path) -> Result<(), LoaderError> {
+/// directory itself; refuses while an agent runs on it. Returns how many
+/// pins there were.
+pub fn uninstall(pin_dir: &Path) -> Result<usize, LoaderError> {
     let pins = PinDir::new(pin_dir);
     let _lock = match exclusive::lock_dir(pin_dir) {
         Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
         other => Some(other?),
     };
+    let mut removed = 0;
     for dir in [pins.links(), pins.maps()] {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -656,10 +658,12 @@ pub fn uninstall(pin_dir: &Path) -> Result<(), LoaderError> {
                 source,
             })?;
             remove_pin(&entry.path())?;
+            removed += 1;
         }
         remove_dir(&dir)?;
     }
-    remove_dir(pins.root())
+    remove_dir(pins.root())?;
+    Ok(removed)
 }
 
 fn remove_dir(path: &Path) -> Result<(), LoaderError> {

@@ -50,10 +50,13 @@ fn run() -> anyhow::Result<()> {
         Command::Status(args) => trafmon::cmd::status::run(&args, &config)?,
         Command::Top(args) => trafmon::cmd::top::run(&args, &config)?,
         Command::Quota(args) => trafmon::cmd::quota::run(&args, &config)?,
-        Command::Uninstall => {
-            trafmon::loader::uninstall(&config.pin_dir)?;
-            println!("removed every pin under {}", config.pin_dir.display());
-        }
+        Command::Uninstall => match trafmon::loader::uninstall(&config.pin_dir)? {
+            0 => println!("nothing was installed under {}", config.pin_dir.display()),
+            n => println!(
+                "detached everything and removed {n} pins under {}",
+                config.pin_dir.display()
+            ),
+        },
     }
     Ok(())
 }
