@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod config;
 pub mod counters;
 pub mod deltas;
+pub mod durable;
 pub mod exclusive;
 pub mod fault;
 pub mod flush;

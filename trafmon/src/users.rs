@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    sync::{LazyLock, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -50,7 +50,7 @@ impl Names {
     }
 }
 
-static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(Mutex::default);
 
 /// The label of a UID: the user name, `(no socket)` for packets without a
 /// socket, or the number where the password database has no entry.
@@ -61,7 +61,6 @@ pub fn label(uid: u32) -> String {
     NAMES
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_default()
         .get(uid, Instant::now(), look_up)
 }
 

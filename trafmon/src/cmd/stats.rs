@@ -93,17 +93,12 @@ fn read_baseline(path: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
     }
 }
 
-/// Writes atomically and durably (temporary file, synced, then renamed),
-/// so that a crash or a power loss leaves the old baseline or the new one,
-/// never an empty file.
+/// Writes atomically and durably ([`crate::durable`]), so that a crash or
+/// a power loss leaves the old baseline or the new one, never an empty
+/// file.
 fn write_baseline(path: &Path, values: &BTreeMap<String, u64>) -> anyhow::Result<()> {
-    let fail = |e: io::Error| anyhow::anyhow!("{}: cannot write the baseline: {e}", path.display());
-    let tmp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&tmp).map_err(fail)?;
-    file.write_all(&serde_json::to_vec_pretty(values)?)
-        .and_then(|()| file.sync_all())
-        .map_err(fail)?;
-    fs::rename(&tmp, path).map_err(fail)
+    crate::durable::write(path, &serde_json::to_vec_pretty(values)?)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write the baseline: {e}", path.display()))
 }
 
 /// Takes the caller's lock (`<NAME>.lock` beside its baseline), waiting

@@ -8,8 +8,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
-    io::{self, Write as _},
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -67,8 +66,7 @@ pub fn load(state_dir: &Path, max_series: u32) -> Exported {
         .collect()
 }
 
-/// Saves the choice, atomically and durably (a temporary file, synced,
-/// then renamed).
+/// Saves the choice, atomically and durably ([`crate::durable`]).
 pub fn save(state_dir: &Path, max_series: u32, exported: &Exported) -> io::Result<()> {
     let saved = Saved {
         max_series,
@@ -77,12 +75,7 @@ pub fn save(state_dir: &Path, max_series: u32, exported: &Exported) -> io::Resul
             .map(|(kind, keys)| (kind.as_str().to_owned(), keys.clone()))
             .collect(),
     };
-    let path = path(state_dir);
-    let tmp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(&saved)?)?;
-    file.sync_all()?;
-    fs::rename(&tmp, &path)
+    crate::durable::write(&path(state_dir), &serde_json::to_vec(&saved)?)
 }
 
 #[cfg(test)]
