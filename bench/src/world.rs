@@ -268,7 +268,6 @@ impl Agent {
             .arg(&env.config)
             .arg("agent")
             .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -21,7 +21,6 @@ fn run_agent(config: &Path) -> (bool, String) {
         .arg("--config")
         .arg(config)
         .arg("agent")
-        .env("NO_COLOR", "1")
         .output()
         .expect("run trafmon");
     (

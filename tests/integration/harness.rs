@@ -573,7 +573,6 @@ impl Agent {
             .arg(&env.config)
             .arg("agent")
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start the agent");

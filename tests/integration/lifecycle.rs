@@ -35,6 +35,17 @@ fn counting_survives_a_killed_agent() {
     assert_eq!((packets, bytes), (50, 50 * 1028));
 }
 
+/// Under systemd the agent's stderr is the journal, which would keep
+/// terminal colour codes as text: off a terminal the log is plain.
+#[test]
+fn the_log_is_plain_text_off_a_terminal() {
+    let env = Env::new("");
+    let agent = env.agent();
+    assert!(agent.logged(" INFO trafmon::agent: counting cgroup="));
+    assert!(!agent.logged("\x1b"), "no escape codes in the log");
+    agent.stop();
+}
+
 #[test]
 fn uninstall_leaves_nothing() {
     let env = Env::new("");

@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -24,10 +24,15 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Colours only on a terminal: the journal, a log file or a pipe would
+    // store the escape codes as text (`journalctl` shows them as `[2m`).
+    let stderr = std::io::stderr();
+    let colours = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(colours)
         .with_writer(std::io::stderr)
         .init();
     let (path, explicit) = cli.config_path();
