@@ -136,6 +136,34 @@ impl Calendar {
     pub fn next_day(&self, start: i64) -> Result<i64, CalendarError> {
         self.start_of(self.date_of(start)? + 1.day())
     }
+
+    /// The start of the bucket of `res` after the one starting at `start`.
+    pub fn next(&self, res: Resolution, start: i64) -> Result<i64, CalendarError> {
+        match res {
+            Resolution::FiveMin => Ok(start + 300),
+            Resolution::Hour => Ok(start + 3600),
+            Resolution::Day => self.next_day(start),
+            Resolution::Month => self.next_period(start),
+        }
+    }
+
+    /// True when a bucket of `res` starts at the instant `second`.
+    pub fn starts(&self, res: Resolution, second: i64) -> Result<bool, CalendarError> {
+        Ok(self.bucket(res, Timestamp::from_second(second)?)? == second)
+    }
+}
+
+#[cfg(test)]
+impl Calendar {
+    /// Europe/Berlin, weeks from Monday, billing months from
+    /// `month_start_day`: the tests' calendar.
+    pub fn berlin(month_start_day: i8) -> Self {
+        Self {
+            tz: TimeZone::get("Europe/Berlin").expect("Europe/Berlin"),
+            week_start: Weekday::Monday,
+            month_start_day,
+        }
+    }
 }
 
 /// Floors `z` to a multiple of `step` seconds of local time. Local offsets

@@ -295,26 +295,18 @@ impl Collector {
             return;
         }
         self.last_prune = Some(minute);
-        let zoned = now.to_zoned(self.calendar.tz.clone());
-        for (res, keep) in [
-            (Resolution::FiveMin, &self.retention.fivemin),
-            (Resolution::Hour, &self.retention.hourly),
-            (Resolution::Day, &self.retention.daily),
-            (Resolution::Month, &self.retention.monthly),
-        ] {
-            let Some(span) = keep.span else { continue };
-            let result = zoned
-                .checked_sub(span)
+        for res in Resolution::ALL {
+            let result = self
+                .retention
+                .kept_from(res, &self.calendar, now)
                 .map_err(|e| e.to_string())
-                .and_then(|then| {
-                    self.calendar
-                        .bucket(res, then.timestamp())
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|cutoff| {
-                    self.store
+                .and_then(|cutoff| match cutoff {
+                    Some(cutoff) => self
+                        .store
                         .prune(res, cutoff)
-                        .map_err(|e| crate::error_chain(&e))
+                        .map(drop)
+                        .map_err(|e| crate::error_chain(&e)),
+                    None => Ok(()),
                 });
             if let Err(e) = result {
                 tracing::warn!(table = res.table(), error = %e, "cannot apply retention");

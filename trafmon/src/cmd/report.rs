@@ -1,13 +1,16 @@
 //! `trafmon report`.
 
-use std::io::{self, Write as _};
+use std::{
+    io::{self, Write as _},
+    num::NonZeroUsize,
+};
 
 use jiff::{Timestamp, civil};
 
 use super::{CmdError, open_store};
 use crate::{
     config::Config,
-    report::{Query, Sort, View, render},
+    report::{Query, ReportError, Sort, View, render},
     store::Kind,
     units::Units,
 };
@@ -69,8 +72,10 @@ pub struct Args {
     views: Views,
     /// Only the last N rows of a time view.
     #[arg(long, value_name = "N")]
-    last: Option<usize>,
-    /// Only from this local date or time on (YYYY-MM-DD or "YYYY-MM-DD HH:MM").
+    last: Option<NonZeroUsize>,
+    /// Only from this local date or time on (YYYY-MM-DD or "YYYY-MM-DD HH:MM"):
+    /// the buckets of a time view that start then or later, or the traffic
+    /// of each entity from then on.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
     /// Only before this local date or time.
@@ -93,7 +98,7 @@ pub struct Args {
     sort: Sort,
     /// Only the first N per-entity rows.
     #[arg(long, value_name = "N")]
-    top: Option<usize>,
+    top: Option<NonZeroUsize>,
     /// JSON output (with a format version).
     #[arg(long, conflicts_with = "csv")]
     json: bool,
@@ -198,24 +203,53 @@ impl Args {
             Kind::Iface => self.interface.clone(),
             Kind::Group | Kind::Overflow => self.group.clone(),
         };
+        let view = self.views.view();
+        if let Some(n) = self.last
+            && matches!(view, View::Summary | View::Total)
+        {
+            return Err(CmdError::Usage(format!(
+                "--last {n}: only a time view (--5min ... --yearly) has rows to count back; per-entity rows take --top"
+            )));
+        }
+        let since = self
+            .since
+            .as_deref()
+            .map(|t| when("--since", t, config))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|t| when("--until", t, config))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (since, until)
+            && s >= u
+        {
+            return Err(CmdError::Usage(format!(
+                "--since {} is not before --until {}",
+                self.since.as_deref().unwrap_or_default(),
+                self.until.as_deref().unwrap_or_default()
+            )));
+        }
         Ok(Query {
             kind,
-            view: self.views.view(),
+            view,
             keys,
-            last: self.last,
-            since: self
-                .since
-                .as_deref()
-                .map(|t| when("--since", t, config))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|t| when("--until", t, config))
-                .transpose()?,
+            last: self.last.map(NonZeroUsize::get),
+            since,
+            until,
+            retention: config.retention.clone(),
             sort: self.sort,
-            top: self.top,
+            top: self.top.map(NonZeroUsize::get),
         })
+    }
+
+    /// The bounds as given, to name them in an error.
+    fn bounds(&self) -> String {
+        [("--since", &self.since), ("--until", &self.until)]
+            .into_iter()
+            .filter_map(|(flag, v)| v.as_ref().map(|v| format!("{flag} {v}")))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -225,7 +259,10 @@ pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     let store = open_store(&config.store_path())?;
     let report = query
         .run(&store, &config.calendar(), Timestamp::now())
-        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+        .map_err(|e| match e {
+            ReportError::Span(e) => anyhow::anyhow!("{}: {e}", args.bounds()),
+            e => anyhow::anyhow!(crate::error_chain(&e)),
+        })?;
     let mut out = io::stdout().lock();
     if args.json {
         render::json(&mut out, &report)?;

@@ -5,8 +5,10 @@
 use std::{fmt, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
-use jiff::{Span, civil::Weekday, tz::TimeZone};
+use jiff::{Span, Timestamp, civil::Weekday, tz::TimeZone};
 use serde::{Deserialize, Deserializer, de};
+
+use crate::calendar::{Calendar, CalendarError, Resolution};
 
 /// Reads an integer that must lie in `range`; outside it (or outside
 /// `T`), the error is `message` of the number read.
@@ -304,6 +306,36 @@ pub struct Retention {
     pub daily: Keep,
     /// Monthly rows (default forever).
     pub monthly: Keep,
+}
+
+impl Retention {
+    /// How long rows of `res` are kept.
+    pub fn of(&self, res: Resolution) -> &Keep {
+        match res {
+            Resolution::FiveMin => &self.fivemin,
+            Resolution::Hour => &self.hourly,
+            Resolution::Day => &self.daily,
+            Resolution::Month => &self.monthly,
+        }
+    }
+
+    /// The first bucket of `res` that retention keeps at `now` (rows that
+    /// start before it are pruned), or `None` when all are kept.
+    pub fn kept_from(
+        &self,
+        res: Resolution,
+        cal: &Calendar,
+        now: Timestamp,
+    ) -> Result<Option<i64>, CalendarError> {
+        let Some(span) = self.of(res).span else {
+            return Ok(None);
+        };
+        let then = now
+            .to_zoned(cal.tz.clone())
+            .checked_sub(span)
+            .map_err(CalendarError::from)?;
+        cal.bucket(res, then.timestamp()).map(Some)
+    }
 }
 
 impl Default for Retention {

@@ -31,16 +31,10 @@ pub fn bounds(cal: &Calendar, period: Period, now: Timestamp) -> Result<(i64, i6
 
 #[cfg(test)]
 mod tests {
-    use jiff::{civil::Weekday, tz::TimeZone};
-
     use super::*;
 
     fn cal() -> Calendar {
-        Calendar {
-            tz: TimeZone::get("Europe/Berlin").unwrap(),
-            week_start: Weekday::Monday,
-            month_start_day: 1,
-        }
+        Calendar::berlin(1)
     }
 
     fn ts(s: &str) -> Timestamp {

@@ -2,6 +2,7 @@
 //! rows (here) is separate from printing them (`render`).
 
 pub mod render;
+pub mod span;
 
 use std::{cmp::Reverse, collections::BTreeMap};
 
@@ -10,7 +11,8 @@ use trafmon_common::Counters;
 
 use crate::{
     calendar::{Calendar, CalendarError, Resolution},
-    store::{Kind, Store, StoreError},
+    config::Retention,
+    store::{Kind, Source, Store, StoreError},
 };
 
 /// Errors of a report.
@@ -22,6 +24,9 @@ pub enum ReportError {
     /// A date could not be computed.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
+    /// `--since`/`--until` of a per-entity view cannot be summed exactly.
+    #[error(transparent)]
+    Span(#[from] span::SpanError),
 }
 
 /// What the rows are.
@@ -94,10 +99,14 @@ pub struct Query {
     pub keys: Vec<String>,
     /// Only the last N rows of a time view.
     pub last: Option<usize>,
-    /// Only buckets starting at or after this second.
+    /// Only buckets starting at or after this second (a per-entity view:
+    /// only traffic from this second on).
     pub since: Option<i64>,
-    /// Only buckets starting before this second.
+    /// Only buckets starting before this second (a per-entity view: only
+    /// traffic before this second).
     pub until: Option<i64>,
+    /// What the store keeps, to tell a span it cannot sum exactly.
+    pub retention: Retention,
     /// Order of entity rows.
     pub sort: Sort,
     /// Only the first N entity rows.
@@ -211,20 +220,31 @@ impl Query {
         now: Timestamp,
     ) -> Result<(Vec<Row>, Option<Period>), ReportError> {
         let now_s = now.as_second();
-        let (from, to, running) = if self.view == View::Summary {
+        let spanned = self.since.is_some() || self.until.is_some();
+        let (from, to, running, sources) = if spanned {
+            let sources = span::sources(cal, &self.retention, now, self.since, self.until)?;
+            let (from, to) = (
+                self.since.unwrap_or(i64::MIN),
+                self.until.unwrap_or(i64::MAX),
+            );
+            (from, to, None, sources)
+        } else if self.view == View::Summary {
             let start = cal.bucket(Resolution::Month, now)?;
             let end = cal.next_period(start)?;
-            (start, end, Some((start, end)))
+            let month = Source::Rows(Resolution::Month, start, end);
+            (start, end, Some((start, end)), vec![month])
         } else {
-            (i64::MIN, i64::MAX, None)
+            // All time is the lifetime totals, with the months that
+            // retention pruned.
+            (i64::MIN, i64::MAX, None, vec![Source::Lifetime])
         };
-        // All time is the lifetime totals, with the months that retention
-        // pruned.
-        let totals = if self.view == View::Total {
-            store.totals()?
+        // The average rate is over the time the rows cover so far.
+        let seconds = if from == i64::MIN {
+            0
         } else {
-            store.sum_rows(Resolution::Month, from, to)?
+            (to.min(now_s) - from).max(0)
         };
+        let totals = store.sum(&sources)?;
         let mut rows: Vec<Row> = totals
             .into_iter()
             .filter(|t| t.entity.kind == self.kind && self.wanted(&t.entity.key))
@@ -233,11 +253,7 @@ impl Query {
                 key: Some(t.entity.key),
                 start: from,
                 end: to,
-                seconds: if self.view == View::Summary {
-                    now_s - from
-                } else {
-                    0
-                },
+                seconds,
                 counters: t.counters,
             })
             .collect();
@@ -376,13 +392,14 @@ mod tests {
     /// Europe/Berlin, weeks from Sunday, months from the 15th; uid 1000
     /// sends 1000 B every hour from 2026-10-20 to 2026-10-28 (across the
     /// fall-back on 2026-10-25) and 5000 B once on 2026-10-14.
-    fn synthetic() -> (Store, Calendar, std::path::PathBuf) {
+    fn synthetic(name: &str) -> (Store, Calendar, std::path::PathBuf) {
         let cal = Calendar {
             tz: TimeZone::get("Europe/Berlin").unwrap(),
             week_start: Weekday::Sunday,
             month_start_day: 15,
         };
-        let dir = std::env::temp_dir().join(format!("trafmon-report-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("trafmon-report-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir.join("t.db")).unwrap();
         let delta = |bytes| {
@@ -444,6 +461,7 @@ mod tests {
             last: None,
             since: None,
             until: None,
+            retention: Retention::default(),
             sort: Sort::Total,
             top: None,
         }
@@ -458,7 +476,7 @@ mod tests {
 
     #[test]
     fn daily_weekly_and_monthly_across_a_daylight_saving_change() {
-        let (store, cal, dir) = synthetic();
+        let (store, cal, dir) = synthetic("dst");
         let now: Timestamp = "2026-10-28T12:00:00Z".parse().unwrap();
 
         let daily = Query {
@@ -529,6 +547,57 @@ mod tests {
         let summary = query(View::Summary).run(&store, &cal, now).unwrap();
         assert_eq!(rows(&summary), s(&[("alice", 193_000)]));
         assert!(matches!(summary.estimated, Some(Some(_))));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn per_entity_totals_over_a_span_equal_the_hours_inside_it() {
+        let (store, cal, dir) = synthetic("span");
+        let now: Timestamp = "2026-10-28T12:00:00Z".parse().unwrap();
+        let local = |s: &str| {
+            format!("{s}[Europe/Berlin]")
+                .parse::<jiff::Zoned>()
+                .unwrap()
+                .timestamp()
+                .as_second()
+        };
+        for (since, until, bytes) in [
+            // A day, six whole days and five hours.
+            (
+                Some("2026-10-14T00:00:00"),
+                Some("2026-10-21T05:00:00"),
+                34_000,
+            ),
+            // 5-minute rows up to the hour, then an hour.
+            (Some("2026-10-27T22:35:00"), None, 2_000),
+            // Everything before.
+            (None, Some("2026-10-20T00:00:00"), 5_000),
+            (None, Some("2026-10-20T03:00:00"), 8_000),
+        ] {
+            let (since, until) = (since.map(local), until.map(local));
+            let spanned = Query {
+                since,
+                until,
+                ..query(View::Summary)
+            }
+            .run(&store, &cal, now)
+            .unwrap();
+            assert_eq!(
+                rows(&spanned),
+                [("alice".to_string(), bytes)],
+                "{since:?}..{until:?}"
+            );
+            assert_eq!(spanned.estimated, None, "a span has no estimate");
+            // The 5-minute rows inside the span, a sum read another way.
+            let fivemin = Query {
+                since,
+                until,
+                ..query(View::FiveMin)
+            }
+            .run(&store, &cal, now)
+            .unwrap();
+            assert_eq!(fivemin.sum.rx_bytes, bytes);
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use trafmon_common::Counters;
 
-use crate::calendar::CalendarError;
+use crate::calendar::{CalendarError, Resolution};
 
 /// The schema this trafmon writes and reads. Version 2 added the quota
 /// state, version 3 the unfolded rows; older files are upgraded when the
@@ -256,6 +256,17 @@ pub struct Total {
     pub label: String,
     /// How much.
     pub counters: Counters,
+}
+
+/// What a per-entity sum reads ([`Store::sum`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The rows of a resolution, folded or not, with `from <= start < to`.
+    Rows(Resolution, i64, i64),
+    /// What retention pruned from the monthly rows (one sum per entity).
+    Pruned,
+    /// Every month plus what was pruned: lifetime totals.
+    Lifetime,
 }
 
 /// Rows by (entity key, bucket start): (label, counters).

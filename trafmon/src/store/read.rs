@@ -4,7 +4,9 @@
 use rusqlite::params;
 use trafmon_common::Counters;
 
-use super::{Entity, Kind, Rows, Store, StoreError, Total, from_sql, schema::recent_column};
+use super::{
+    Entity, Kind, Rows, Source, Store, StoreError, Total, from_sql, schema::recent_column,
+};
 use crate::calendar::Resolution;
 
 impl Store {
@@ -54,11 +56,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Per-entity sums of the rows of `res` with `from <= start < to`, by
-    /// kind and key.
-    pub fn sum_rows(&self, res: Resolution, from: i64, to: i64) -> Result<Vec<Total>, StoreError> {
+    /// Per-entity sums of `sources` together, by kind and key, read in one
+    /// statement (one snapshot of the store).
+    pub fn sum(&self, sources: &[Source]) -> Result<Vec<Total>, StoreError> {
         let mut out = Vec::new();
-        self.each_sum(Some((res, from, to)), |t| out.push(t))?;
+        self.each_sum(sources, |t| out.push(t))?;
         out.sort_unstable_by(|a, b| a.entity.cmp(&b.entity));
         Ok(out)
     }
@@ -66,23 +68,42 @@ impl Store {
     /// Calls `each` with every lifetime total ([`Store::totals`]), one at
     /// a time: a reader of a million entities never holds them twice.
     pub fn each_total(&self, each: impl FnMut(Total)) -> Result<(), StoreError> {
-        self.each_sum(None, each)
+        self.each_sum(&[Source::Lifetime], each)
     }
 
-    /// Per-entity sums in the store's order, one at a time: of the rows of
-    /// a resolution in a range, or (`None`) lifetime totals.
-    fn each_sum(
-        &self,
-        range: Option<(Resolution, i64, i64)>,
-        mut each: impl FnMut(Total),
-    ) -> Result<(), StoreError> {
-        let (source, condition, bounds) = match range {
-            Some((res, from, to)) => (
-                res.view(),
-                "WHERE t.start >= ?1 AND t.start < ?2",
-                vec![from, to],
-            ),
-            None => ("lifetime_all", "", Vec::new()),
+    /// Per-entity sums of `sources` in the store's order, one at a time.
+    fn each_sum(&self, sources: &[Source], mut each: impl FnMut(Total)) -> Result<(), StoreError> {
+        let mut bounds = Vec::new();
+        let mut parts: Vec<(String, String)> = sources
+            .iter()
+            .map(|source| match *source {
+                Source::Rows(res, from, to) => {
+                    bounds.extend([from, to]);
+                    let n = bounds.len();
+                    (
+                        res.view().to_string(),
+                        format!("WHERE start >= ?{} AND start < ?{n}", n - 1),
+                    )
+                }
+                Source::Pruned => ("pruned".into(), String::new()),
+                Source::Lifetime => ("lifetime_all".into(), String::new()),
+            })
+            .collect();
+        // One source is read as the table or view itself, as SQLite
+        // flattens it into the aggregate; several as one UNION ALL.
+        let (source, condition) = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            let selects: Vec<String> = parts
+                .iter()
+                .map(|(from, condition)| {
+                    format!(
+                        "SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets \
+                         FROM {from} {condition}"
+                    )
+                })
+                .collect();
+            (format!("({})", selects.join(" UNION ALL ")), String::new())
         };
         let mut stmt = self
             .conn
