@@ -105,20 +105,31 @@ fn permission_and_broken_pipe_errors() {
         "{err}"
     );
 
-    let mut child = Command::new(trafmon_bin())
-        .arg("--config")
-        .arg(&env.config)
-        .args(["report", "--total"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "a broken pipe exits 0: {out:?}");
-    assert!(
-        out.stderr.is_empty(),
-        "quietly: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for args in [
+        &["report", "--total"][..],
+        &["report", "--json"],
+        &["stats"],
+        &["stats", "--json"],
+        &["quota", "--json"],
+    ] {
+        let mut child = Command::new(trafmon_bin())
+            .arg("--config")
+            .arg(&env.config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{args:?}: a broken pipe exits 0: {out:?}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: quietly: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -11,15 +11,29 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            {
+            if closed_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("trafmon: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when `e` comes from writing to a closed pipe (`| head`), also
+/// through the JSON writer, which wraps the I/O error in its own.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run() -> anyhow::Result<()> {
