@@ -152,9 +152,11 @@ async fn serve(
 ) -> Result<(Exit, Store), AgentError> {
     let pins = PinDir::new(&config.pin_dir);
     let maps_survived = pins.map(trafmon_common::SELECTOR).exists();
+    let remade = crate::resize::missing(&pins);
     let mut installed = Installed::install(config)?;
     let mut collector = Collector::new(Maps::open(&pins)?, store, config, fault);
     collector.recover(maps_survived)?;
+    crate::resize::record_remade(&remade, config, &collector)?;
     crate::resize::apply(config, &mut installed, &mut collector)?;
     let mut quotas = Engine::start(config, &pins, collector.store())?;
     let server = if config.metrics.enabled {

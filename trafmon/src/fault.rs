@@ -1,6 +1,7 @@
 //! Fault injection for the crash tests: `TRAFMON_FAULT=after-STEP[:N]`
 //! makes the agent kill itself with SIGKILL right after STEP of its N-th
-//! flush (default the first). Read only by the agent; unset in production.
+//! flush (default the first), or after its N-th removal of a side's pins
+//! in a resize (`after-unpin`). Read only by the agent; unset in production.
 
 /// A point in the flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,16 +18,19 @@ pub enum Step {
     Clear,
     /// The clear was recorded.
     Recorded,
+    /// A resize removed the idle side's pins (not a flush step).
+    Unpin,
 }
 
 impl Step {
-    const ALL: [(Self, &'static str); 6] = [
+    const ALL: [(Self, &'static str); 7] = [
         (Self::Flip, "flip"),
         (Self::Grace, "grace"),
         (Self::Drain, "drain"),
         (Self::Commit, "commit"),
         (Self::Clear, "clear"),
         (Self::Recorded, "recorded"),
+        (Self::Unpin, "unpin"),
     ];
 }
 
@@ -56,16 +60,18 @@ impl Fault {
     pub fn from_env() -> Result<Option<Self>, String> {
         match std::env::var(VAR) {
             Ok(v) => Self::parse(&v).map(Some).ok_or_else(|| {
-                format!("{VAR}={v}: expected after-flip|grace|drain|commit|clear|recorded[:N]")
+                format!(
+                    "{VAR}={v}: expected after-flip|grace|drain|commit|clear|recorded|unpin[:N]"
+                )
             }),
             Err(_) => Ok(None),
         }
     }
 
-    /// Kills the process if `step` of flush number `flush` (1-based) is the
-    /// configured one.
-    pub fn check(&self, step: Step, flush: u32) {
-        if self.step == step && self.nth == flush {
+    /// Kills the process if `step` of flush number `nth` (1-based; for
+    /// [`Step::Unpin`], of removal number `nth`) is the configured one.
+    pub fn check(&self, step: Step, nth: u32) {
+        if self.step == step && self.nth == nth {
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
     }

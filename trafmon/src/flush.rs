@@ -214,6 +214,11 @@ impl Collector {
         }
     }
 
+    /// The fault to inject, if the crash tests asked for one.
+    pub fn injected(&self) -> Option<Fault> {
+        self.fault
+    }
+
     fn fault(&self, step: Step) {
         if let Some(f) = &self.fault {
             f.check(step, self.flushes);

@@ -22,6 +22,7 @@ use trafmon_common as common;
 use crate::{
     config::{Config, MapSizes},
     counters::Maps,
+    fault::Step,
     flush::{Collector, FlushError},
     loader::{Installed, LoaderError},
     paths::PinDir,
@@ -119,6 +120,36 @@ pub fn misfits(pins: &PinDir, sizes: &MapSizes) -> Result<Vec<Misfit>, ResizeErr
     Ok(out)
 }
 
+/// The resizable maps whose pin is missing while the others survived: a
+/// resize was killed after it removed them (or they were removed by
+/// hand). The next install makes them at the configured size.
+pub fn missing(pins: &PinDir) -> Vec<&'static str> {
+    if !pins.map(common::SELECTOR).exists() {
+        return Vec::new();
+    }
+    RESIZABLE
+        .into_iter()
+        .filter(|name| !pins.map(name).exists())
+        .collect()
+}
+
+/// Records the maps of [`missing`], made anew by the install, as resized:
+/// each resize is recorded even when the one that began it was killed.
+pub fn record_remade(
+    names: &[&str],
+    config: &Config,
+    collector: &Collector,
+) -> Result<(), ResizeError> {
+    for name in names {
+        let wanted = configured(&config.maps, name).unwrap_or_default();
+        let detail =
+            format!("{name} made at {wanted} entries: its pin was missing (an interrupted resize)");
+        tracing::info!("{detail}");
+        collector.store().record_event("maps-resized", &detail)?;
+    }
+    Ok(())
+}
+
 /// Gives every pinned hash map the configured size, one idle side at a
 /// time (flushing once in between when the active side needs it). Runs at
 /// start, after [`Collector::recover`], so that the idle side is clear.
@@ -129,6 +160,7 @@ pub fn apply(
 ) -> Result<(), ResizeError> {
     let pins = PinDir::new(&config.pin_dir);
     // At most: replace the idle side, flush, replace the other side.
+    let mut unpins = 0;
     for _ in 0..3 {
         let misfits = misfits(&pins, &config.maps)?;
         if misfits.is_empty() {
@@ -144,6 +176,10 @@ pub fn apply(
         for m in &now {
             let path = pins.map(m.name);
             fs::remove_file(&path).map_err(|source| ResizeError::Unpin { path, source })?;
+        }
+        unpins += 1;
+        if let Some(fault) = collector.injected() {
+            fault.check(Step::Unpin, unpins);
         }
         // The new programs write the new maps (and the active side's old
         // ones) from the moment the links get them.
