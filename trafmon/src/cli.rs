@@ -23,7 +23,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load and attach the programs, count and flush into the store until
-    /// SIGINT or SIGTERM (then flush once more).
+    /// SIGINT or SIGTERM (then flush once more); SIGHUP reloads the
+    /// configuration.
     Agent {
         /// Print the stored totals after every flush.
         #[arg(long)]
