@@ -211,6 +211,13 @@ impl Args {
                 "--last {n}: only a time view (--5min ... --yearly) has rows to count back; per-entity rows take --top"
             )));
         }
+        if let Some(n) = self.top
+            && !matches!(view, View::Summary | View::Total)
+        {
+            return Err(CmdError::Usage(format!(
+                "--top {n}: a time view sums the entities in each row; per-entity rows are the default view and --total, and --last counts rows back"
+            )));
+        }
         let since = self
             .since
             .as_deref()
@@ -273,4 +280,44 @@ pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Line {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(words: &[&str]) -> Result<Line, clap::Error> {
+        Line::try_parse_from(std::iter::once("report").chain(words.iter().copied()))
+    }
+
+    fn refused(words: &[&str]) -> String {
+        match parse(words).unwrap().args.query(&Config::default()) {
+            Err(e) => e.to_string(),
+            Ok(q) => panic!("{words:?} was taken: {q:?}"),
+        }
+    }
+
+    #[test]
+    fn options_that_a_view_would_ignore_are_refused() {
+        assert!(refused(&["--last", "3"]).starts_with("--last 3: only a time view"));
+        assert!(refused(&["--total", "--last", "3"]).starts_with("--last 3: only a time view"));
+        assert!(refused(&["--hourly", "--top", "3"]).starts_with("--top 3: a time view sums"));
+        assert_eq!(
+            refused(&["--since", "2026-11-30", "--until", "2026-11-01"]),
+            "--since 2026-11-30 is not before --until 2026-11-01"
+        );
+        assert!(parse(&["--last", "0"]).is_err());
+        assert!(parse(&["--top", "0"]).is_err());
+        let taken = |words: &[&str]| parse(words).unwrap().args.query(&Config::default());
+        assert!(taken(&["--hourly", "--last", "3"]).is_ok());
+        assert!(taken(&["--top", "3", "--since", "2026-11-01"]).is_ok());
+    }
 }

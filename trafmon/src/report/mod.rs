@@ -551,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn per_entity_totals_over_a_span_equal_the_hours_inside_it() {
+    fn per_entity_totals_over_a_span_equal_the_5_minute_rows_inside_it() {
         let (store, cal, dir) = synthetic("span");
         let now: Timestamp = "2026-10-28T12:00:00Z".parse().unwrap();
         let local = |s: &str| {
