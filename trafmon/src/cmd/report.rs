@@ -5,6 +5,7 @@ use std::{
     num::NonZeroUsize,
 };
 
+use clap::ValueEnum as _;
 use jiff::{Timestamp, civil};
 
 use super::{CmdError, open_store};
@@ -93,9 +94,9 @@ pub struct Args {
     /// Only this group; repeatable.
     #[arg(long, value_name = "NAME")]
     group: Vec<String>,
-    /// Order of per-entity rows.
-    #[arg(long, value_enum, default_value_t)]
-    sort: Sort,
+    /// Order of per-entity rows (default: total, largest first).
+    #[arg(long, value_enum)]
+    sort: Option<Sort>,
     /// Only the first N per-entity rows.
     #[arg(long, value_name = "N")]
     top: Option<NonZeroUsize>,
@@ -211,12 +212,18 @@ impl Args {
                 "--last {n}: only a time view (--5min ... --yearly) has rows to count back; per-entity rows take --top"
             )));
         }
-        if let Some(n) = self.top
-            && !matches!(view, View::Summary | View::Total)
-        {
-            return Err(CmdError::Usage(format!(
-                "--top {n}: a time view sums the entities in each row; per-entity rows are the default view and --total, and --last counts rows back"
-            )));
+        if !matches!(view, View::Summary | View::Total) {
+            let given = [
+                self.top.map(|n| format!("--top {n}")),
+                self.sort
+                    .and_then(|s| s.to_possible_value())
+                    .map(|v| format!("--sort {}", v.get_name())),
+            ];
+            if let Some(option) = given.into_iter().flatten().next() {
+                return Err(CmdError::Usage(format!(
+                    "{option}: a time view sums the entities in each row; per-entity rows are the default view and --total, and --last counts rows back"
+                )));
+            }
         }
         let since = self
             .since
@@ -245,7 +252,7 @@ impl Args {
             since,
             until,
             retention: config.retention.clone(),
-            sort: self.sort,
+            sort: self.sort.unwrap_or_default(),
             top: self.top.map(NonZeroUsize::get),
         })
     }
@@ -310,6 +317,7 @@ mod tests {
         assert!(refused(&["--last", "3"]).starts_with("--last 3: only a time view"));
         assert!(refused(&["--total", "--last", "3"]).starts_with("--last 3: only a time view"));
         assert!(refused(&["--hourly", "--top", "3"]).starts_with("--top 3: a time view sums"));
+        assert!(refused(&["--daily", "--sort", "rx"]).starts_with("--sort rx: a time view sums"));
         assert_eq!(
             refused(&["--since", "2026-11-30", "--until", "2026-11-01"]),
             "--since 2026-11-30 is not before --until 2026-11-01"
