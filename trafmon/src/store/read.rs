@@ -74,44 +74,33 @@ impl Store {
     /// Per-entity sums of `sources` in the store's order, one at a time.
     fn each_sum(&self, sources: &[Source], mut each: impl FnMut(Total)) -> Result<(), StoreError> {
         let mut bounds = Vec::new();
-        let mut parts: Vec<(String, String)> = sources
+        let selects: Vec<String> = sources
             .iter()
-            .map(|source| match *source {
-                Source::Rows(res, from, to) => {
-                    bounds.extend([from, to]);
-                    let n = bounds.len();
-                    (
-                        res.view().to_string(),
-                        format!("WHERE start >= ?{} AND start < ?{n}", n - 1),
-                    )
-                }
-                Source::Pruned => ("pruned".into(), String::new()),
-                Source::Lifetime => ("lifetime_all".into(), String::new()),
+            .map(|source| {
+                let (from, condition) = match *source {
+                    Source::Rows(res, from, to) => {
+                        bounds.extend([from, to]);
+                        let n = bounds.len();
+                        (
+                            res.view(),
+                            format!("WHERE start >= ?{} AND start < ?{n}", n - 1),
+                        )
+                    }
+                    Source::Pruned => ("pruned", String::new()),
+                    Source::Lifetime => ("lifetime_all", String::new()),
+                };
+                format!(
+                    "SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets FROM {from} {condition}"
+                )
             })
             .collect();
-        // One source is read as the table or view itself, as SQLite
-        // flattens it into the aggregate; several as one UNION ALL.
-        let (source, condition) = if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            let selects: Vec<String> = parts
-                .iter()
-                .map(|(from, condition)| {
-                    format!(
-                        "SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets \
-                         FROM {from} {condition}"
-                    )
-                })
-                .collect();
-            (format!("({})", selects.join(" UNION ALL ")), String::new())
-        };
+        let source = selects.join(" UNION ALL ");
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT e.kind, e.key, e.label, SUM(t.rx_bytes), SUM(t.rx_packets),
                         SUM(t.tx_bytes), SUM(t.tx_packets)
-                 FROM {source} t JOIN entity e ON e.id = t.entity
-                 {condition}
+                 FROM ({source}) t JOIN entity e ON e.id = t.entity
                  GROUP BY t.entity"
             ))
             .map_err(|e| self.sql("read totals", e))?;
