@@ -206,13 +206,13 @@ impl Args {
         };
         let view = self.views.view();
         if let Some(n) = self.last
-            && matches!(view, View::Summary | View::Total)
+            && view.per_entity()
         {
             return Err(CmdError::Usage(format!(
                 "--last {n}: only a time view (--5min ... --yearly) has rows to count back; per-entity rows take --top"
             )));
         }
-        if !matches!(view, View::Summary | View::Total) {
+        if !view.per_entity() {
             let given = [
                 self.top.map(|n| format!("--top {n}")),
                 self.sort

@@ -69,7 +69,8 @@ impl View {
         }
     }
 
-    fn per_entity(self) -> bool {
+    /// True for the views of one row per entity (not per bucket).
+    pub fn per_entity(self) -> bool {
         matches!(self, Self::Summary | Self::Total)
     }
 }

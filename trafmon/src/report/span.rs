@@ -92,7 +92,6 @@ pub fn sources(
             if next > end {
                 continue;
             }
-            kept(cal, retention, now, res, cur)?;
             match out.last_mut() {
                 Some(Source::Rows(r, _, last)) if *r == res && *last == cur => *last = next,
                 _ => out.push(Source::Rows(res, cur, next)),
@@ -102,6 +101,16 @@ pub fn sources(
         }
         // Both bounds start 5-minute buckets, so one always fits.
         return Err(SpanError::Unaligned(local(cal, cur)?));
+    }
+    // A range's first bucket is its oldest: retention keeps the range
+    // whole when it keeps that. (The months before all else come with
+    // what was pruned of them.)
+    for source in &out {
+        if let Source::Rows(res, start, _) = *source
+            && start != i64::MIN
+        {
+            kept(cal, retention, now, res, start)?;
+        }
     }
     Ok(out)
 }
