@@ -39,8 +39,6 @@ impl Framing {
 pub struct Interface {
     /// Its name.
     pub name: String,
-    /// Administratively up.
-    pub up: bool,
     /// A loopback device.
     pub loopback: bool,
     /// What comes in front of the IP header.
@@ -55,13 +53,11 @@ pub fn list() -> nix::Result<BTreeMap<String, Interface>> {
             .entry(ifa.interface_name.clone())
             .or_insert_with(|| Interface {
                 name: ifa.interface_name.clone(),
-                up: false,
                 loopback: false,
                 // Devices without a link-layer address (tun, WireGuard)
                 // have no AF_PACKET entry to tell their type by.
                 framing: Framing::Ip,
             });
-        entry.up |= ifa.flags.contains(InterfaceFlags::IFF_UP);
         entry.loopback |= ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK);
         if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr()) {
             entry.framing = Framing::of(link.hatype());

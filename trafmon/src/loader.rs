@@ -371,9 +371,12 @@ impl Installed {
     pub fn sync_interfaces(&mut self) -> Result<(), LoaderError> {
         let present = ifaces::list().map_err(LoaderError::Interfaces)?;
         let wanted: BTreeMap<String, &Interface> = match &self.interfaces {
+            // Down ones too: the kernel sends packets of its own (IPv6
+            // listener reports, router solicitations, DHCP) the moment a
+            // device comes up, before a link event could get it attached.
             Interfaces::Auto => present
                 .values()
-                .filter(|i| i.up && !i.loopback)
+                .filter(|i| !i.loopback)
                 .map(|i| (i.name.clone(), i))
                 .collect(),
             Interfaces::List(names) => {

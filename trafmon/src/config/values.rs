@@ -40,7 +40,7 @@ pub enum CgroupSetting {
 /// Which interfaces the tc programs attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Interfaces {
-    /// Every up, non-loopback interface, following those that appear and go.
+    /// Every non-loopback interface, up or not, following those that appear and go.
     Auto,
     /// Exactly these, whether up or not.
     List(Vec<String>),
