@@ -23,14 +23,23 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    interval: f64,
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = seconds)]
+    interval: Duration,
     /// Stop after N refreshes (default: until interrupted).
     #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Units on the screen (lines are always bytes per second).
     #[arg(long, value_enum, default_value_t)]
     units: Units,
+}
+
+/// A positive, finite number of seconds (`0.5`, `2`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    let n: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if n.is_nan() || n <= 0.0 {
+        return Err("must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(n).map_err(|_| "too long to wait".into())
 }
 
 /// One entity's rates in bytes per second.
@@ -114,12 +123,9 @@ fn terminal_height() -> usize {
 
 /// Runs `trafmon top`.
 pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
-    if args.interval.is_nan() || args.interval <= 0.0 {
-        anyhow::bail!("--interval {}: must be positive", args.interval);
-    }
     let store = open_store(&config.store_path())?;
     let maps = Maps::open(&PinDir::new(&config.pin_dir))?;
-    let interval = Duration::from_secs_f64(args.interval);
+    let interval = args.interval;
     let tty = io::stdout().is_terminal();
     let mut before = live::read(&store, &maps, &config.groups)?;
     let mut last = Instant::now();
@@ -149,6 +155,15 @@ mod tests {
 
     use super::*;
     use crate::store::{Entity, Kind};
+
+    #[test]
+    fn the_interval_is_a_positive_finite_number_of_seconds() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("2"), Ok(Duration::from_secs(2)));
+        for bad in ["0", "-1", "NaN", "inf", "1e30", "soon"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 
     fn life(entries: &[(&str, u64, u64)]) -> Lifetime {
         entries
