@@ -130,9 +130,20 @@ fn vanished_maps_are_recreated_and_recorded() {
     agent.stop();
     let store = trafmon::store::Store::open_read_only(&env.store_path()).expect("store");
     let events = store.events().expect("events");
+    let (_, _, detail) = events
+        .iter()
+        .find(|(_, kind, _)| kind == "maps-recreated")
+        .unwrap_or_else(|| panic!("the recreation is recorded: {events:?}"));
+    // It says since when traffic went uncounted, as a time a reader can read.
+    let since: jiff::Timestamp = detail
+        .split_once("(at ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(at, _)| at.parse().ok())
+        .unwrap_or_else(|| panic!("a time in {detail:?}"));
+    let ago = jiff::Timestamp::now().duration_since(since);
     assert!(
-        events.iter().any(|(_, kind, _)| kind == "maps-recreated"),
-        "the recreation is recorded: {events:?}"
+        ago.is_positive() && ago.as_secs() < 120,
+        "{since} is the last flush before the maps vanished"
     );
     let ours = env.stored()[&(Kind::Uid, "61040".into())];
     assert_eq!(

@@ -159,8 +159,10 @@ impl Collector {
         };
         if !maps_survived {
             let detail = format!(
-                "pinned maps were missing and have been recreated; traffic after flush {} (at {} ms) and before this start was not counted",
-                last.seq, last.at_ms
+                "pinned maps were missing and have been recreated; traffic after flush {} (at {}) and before this start was not counted",
+                last.seq,
+                Timestamp::from_millisecond(last.at_ms)
+                    .map_or_else(|_| format!("{} ms", last.at_ms), |t| t.to_string())
             );
             tracing::warn!("{detail}");
             self.store.record_event("maps-recreated", &detail)?;
