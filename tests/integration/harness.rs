@@ -259,6 +259,16 @@ pub struct Env {
     tmp: PathBuf,
 }
 
+/// What the env's agent is configured to watch.
+enum Watch<'a> {
+    /// `va`.
+    Veth,
+    /// This device of `a`.
+    Device(&'a str),
+    /// `interfaces = "auto"`.
+    Auto,
+}
+
 impl Env {
     /// [`Env::with_interval`] with a 1 s interval.
     pub fn new(extra: &str) -> Self {
@@ -268,21 +278,27 @@ impl Env {
     /// Creates the namespaces, the veth pair (down, no addresses), the
     /// cgroup and a config with this flush interval and `extra` appended.
     pub fn with_interval(interval: &str, extra: &str) -> Self {
-        Self::build(interval, extra, None, None)
+        Self::build(interval, extra, None, Watch::Veth)
     }
 
     /// [`Env::new`], with `va` created at interface index `ifindex`.
     pub fn with_ifindex(ifindex: u32, extra: &str) -> Self {
-        Self::build("1s", extra, Some(ifindex), None)
+        Self::build("1s", extra, Some(ifindex), Watch::Veth)
     }
 
     /// [`Env::new`], with the tc programs on `device` of `a` (its
     /// loopback device, or one the test makes) instead of `va`.
     pub fn watching(device: &str, extra: &str) -> Self {
-        Self::build("1s", extra, None, Some(device))
+        Self::build("1s", extra, None, Watch::Device(device))
     }
 
-    fn build(interval: &str, extra: &str, ifindex: Option<u32>, watch: Option<&str>) -> Self {
+    /// [`Env::new`], with `interfaces = "auto"`: the agent watches every
+    /// interface of `a` but `lo`, `va` among them.
+    pub fn auto(extra: &str) -> Self {
+        Self::build("1s", extra, None, Watch::Auto)
+    }
+
+    fn build(interval: &str, extra: &str, ifindex: Option<u32>, watch: Watch) -> Self {
         require_root();
         let id = unique();
         let a = Netns::new(format!("tm-{id}-a"));
@@ -304,11 +320,15 @@ impl Env {
         let tmp = std::env::temp_dir().join(format!("trafmon-test-{id}"));
         fs::create_dir_all(&tmp).expect("tmp dir");
         let config = tmp.join("trafmon.toml");
-        let watched = watch.map_or_else(|| va.clone(), str::to_owned);
+        let (watched, interfaces) = match watch {
+            Watch::Veth => (va.clone(), format!("[\"{va}\"]")),
+            Watch::Device(d) => (d.to_owned(), format!("[\"{d}\"]")),
+            Watch::Auto => (va.clone(), "\"auto\"".to_owned()),
+        };
         fs::write(
             &config,
             format!(
-                "interval = \"{interval}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = [\"{watched}\"]\n{extra}\n",
+                "interval = \"{interval}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = {interfaces}\n{extra}\n",
                 pin_dir.display(),
                 tmp.join("state").display(),
                 cgroup.path.display()

@@ -67,7 +67,7 @@ fn an_interface_made_anew_is_attached_at_once_and_counted() {
 /// the address's equal the device's statistics and iptables rules exactly.
 #[test]
 fn an_interface_renamed_while_up_keeps_being_counted() {
-    let env = auto();
+    let env = Env::auto("");
     let agent = env.agent();
     let paced = Paced::start(&env, 61070, 9720);
     sleep(Duration::from_millis(1200));
@@ -101,7 +101,7 @@ fn an_interface_renamed_while_up_keeps_being_counted() {
 /// attached, and its statistics count those.
 #[test]
 fn auto_attaches_interfaces_that_are_down_so_their_first_packets_count() {
-    let env = auto();
+    let env = Env::auto("");
     let agent = env.agent();
     for hook in ["tc_ingress", "tc_egress"] {
         assert!(
@@ -111,20 +111,6 @@ fn auto_attaches_interfaces_that_are_down_so_their_first_packets_count() {
         );
     }
     counters_equal_the_kernels(&env, agent);
-}
-
-/// An env whose agent watches `interfaces = "auto"`; its veth is down.
-fn auto() -> Env {
-    let env = Env::new("");
-    let config = std::fs::read_to_string(&env.config).expect("config");
-    let watched = format!("interfaces = [\"{}\"]", env.va);
-    assert!(config.contains(&watched));
-    std::fs::write(
-        &env.config,
-        config.replace(&watched, "interfaces = \"auto\""),
-    )
-    .expect("config");
-    env
 }
 
 fn counters_equal_the_kernels(env: &Env, agent: Agent) {

@@ -576,13 +576,16 @@ mod tests {
             (None, Some("2026-10-20T03:00:00"), 8_000),
         ] {
             let (since, until) = (since.map(local), until.map(local));
-            let spanned = Query {
-                since,
-                until,
-                ..query(View::Summary)
-            }
-            .run(&store, &cal, now)
-            .unwrap();
+            let run = |view| {
+                Query {
+                    since,
+                    until,
+                    ..query(view)
+                }
+                .run(&store, &cal, now)
+                .unwrap()
+            };
+            let spanned = run(View::Summary);
             assert_eq!(
                 rows(&spanned),
                 [("alice".to_string(), bytes)],
@@ -590,14 +593,7 @@ mod tests {
             );
             assert_eq!(spanned.estimated, None, "a span has no estimate");
             // The 5-minute rows inside the span, a sum read another way.
-            let fivemin = Query {
-                since,
-                until,
-                ..query(View::FiveMin)
-            }
-            .run(&store, &cal, now)
-            .unwrap();
-            assert_eq!(fivemin.sum.rx_bytes, bytes);
+            assert_eq!(run(View::FiveMin).sum.rx_bytes, bytes);
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
