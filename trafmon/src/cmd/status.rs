@@ -111,6 +111,13 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         }
         Err(e) => writeln!(out, "maps:       {}", crate::error_chain(&e))?,
     }
+    // Times in the configured zone, as `report` shows them.
+    let local = |ms: i64| -> Result<String, jiff::Error> {
+        Ok(jiff::Timestamp::from_millisecond(ms)?
+            .to_zoned(config.timezone.tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string())
+    };
     let db = config.store_path();
     match open_store(&db) {
         Ok(store) => {
@@ -124,9 +131,7 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
             )?;
             match store.last_flush()? {
                 Some(f) => {
-                    let at = jiff::Timestamp::from_millisecond(f.at_ms)?
-                        .to_zoned(config.timezone.tz.clone())
-                        .strftime("%Y-%m-%d %H:%M:%S %Z");
+                    let at = local(f.at_ms)?;
                     let took = f
                         .duration_us
                         .map_or("--".into(), |us| format!("{:.1} ms", us as f64 / 1000.0));
@@ -153,7 +158,7 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
                 )?;
             }
             for (at_ms, kind, detail) in store.events()?.iter().rev().take(5) {
-                let at = jiff::Timestamp::from_millisecond(*at_ms)?;
+                let at = local(*at_ms)?;
                 writeln!(out, "event:      {at} {kind}: {detail}")?;
             }
         }

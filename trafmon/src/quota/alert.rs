@@ -57,10 +57,15 @@ impl Notice<'_> {
     /// One line for the log and the event table.
     pub fn summary(&self) -> String {
         let q = self.quota;
+        // The name defaults to the target: say it once then.
+        let target = q.target.to_string();
+        let who = if q.name == target {
+            target
+        } else {
+            format!("{} ({target})", q.name)
+        };
         format!(
-            "quota {} ({}): {} ({} of {} bytes {}, action {})",
-            q.name,
-            q.target,
+            "quota {who}: {} ({} of {} bytes {}, action {})",
             self.event.as_str(),
             self.used,
             q.limit,
@@ -92,5 +97,46 @@ impl Notice<'_> {
             }
             Err(e) => tracing::warn!(quota = name, error = %e, "cannot run the quota command"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::spec::{Action, Direction, Period, Target};
+
+    fn notice(quota: &Quota) -> String {
+        Notice {
+            quota,
+            event: Event::Warning,
+            used: 950,
+            period: (0, 86_400),
+            hold_until: 0,
+        }
+        .summary()
+    }
+
+    #[test]
+    fn a_summary_names_the_target_once_when_it_is_the_name() {
+        let mut quota = Quota {
+            name: "user:1000".into(),
+            target: Target::Uid(1000),
+            limit: 1000,
+            direction: Direction::Total,
+            period: Period::Day,
+            warn_percent: Some(90),
+            action: Action::Alert,
+            hold_seconds: 0,
+            command: None,
+        };
+        assert_eq!(
+            notice(&quota),
+            "quota user:1000: warning (950 of 1000 bytes total, action alert)"
+        );
+        quota.name = "alice-upload".into();
+        assert_eq!(
+            notice(&quota),
+            "quota alice-upload (user:1000): warning (950 of 1000 bytes total, action alert)"
+        );
     }
 }
