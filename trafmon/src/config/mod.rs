@@ -42,10 +42,22 @@ pub enum ConfigError {
         path: PathBuf,
         /// 1-based line of the offending key or value.
         line: usize,
-        /// Dotted key path (`maps.uid_entries`), or `-` for the whole file.
+        /// Dotted key path (`maps.uid_entries`).
         key: String,
         /// What is wrong.
         message: String,
+    },
+    /// The file is not valid TOML.
+    #[error("{path}:{line}: {message}{}", at.as_ref().map_or(String::new(), |t| format!(" at `{t}`")))]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// What is wrong, as the TOML parser says it.
+        message: String,
+        /// The text the parser points at (a duplicate key, a bare value).
+        at: Option<String>,
     },
 }
 
@@ -202,8 +214,22 @@ impl Config {
                 message,
             }
         };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), "-".into(), e.message().to_owned()))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let span = e.span();
+            // The parser's messages ("duplicate key") do not say which.
+            let at = span
+                .clone()
+                .and_then(|s| text.get(s))
+                .map(|t| t.lines().next().unwrap_or("").trim())
+                .filter(|t| !t.is_empty())
+                .map(|t| t.chars().take(60).collect());
+            ConfigError::Syntax {
+                path: path.into(),
+                line: span.map_or(1, |s| line_of(text, s.start)),
+                message: e.message().trim_end().to_owned(),
+                at,
+            }
+        })?;
         let mut config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
@@ -480,6 +506,20 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
     fn syntax_error_names_the_line() {
         let e = parse("interval = \"10s\"\nmaps = [\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:"), "{e}");
+        // The parser's own message does not say which key or value.
+        assert_eq!(
+            parse("interval = \"10s\"\n\ninterval = \"20s\"\n").unwrap_err(),
+            "/etc/t.toml:3: duplicate key at `interval`"
+        );
+        assert_eq!(
+            parse("[maps]\nuid_entries = 4\n[maps]\n").unwrap_err(),
+            "/etc/t.toml:3: duplicate key at `maps`"
+        );
+        let e = parse("interval = 10s\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/t.toml:1: ") && e.ends_with(" at `10s`"),
+            "{e}"
+        );
     }
 
     #[test]
