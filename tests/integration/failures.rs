@@ -173,3 +173,37 @@ fn a_read_only_store_directory_loses_nothing_once_writable() {
     env.agent().stop();
     check(&env, &env.counts(""));
 }
+
+/// `trafmon uninstall` on a full disk cannot store what the maps hold:
+/// it detaches nothing and says so in one line; once there is room, the
+/// next uninstall stores every count.
+#[test]
+fn an_uninstall_on_a_full_disk_detaches_nothing_until_there_is_room() {
+    let env = Env::with_interval("100ms", "");
+    let (_tmpfs, state) = mount_tmpfs(&env, "8m");
+    env.agent().stop();
+    env.up(&[]);
+    Load::start(&env, 2).finish();
+    let links = || {
+        fs::read_dir(env.pin_dir.join("links"))
+            .expect("links")
+            .count()
+    };
+    let attached = links();
+    let filler = fill(&state);
+    let out = env.trafmon(&["uninstall"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("nothing was detached"), "{err}");
+    assert_eq!(links(), attached, "every link is still pinned");
+
+    fs::remove_file(filler).expect("make room");
+    let said = env.uninstall();
+    assert!(
+        said.starts_with("detached everything, stored the last counts (flush "),
+        "{said}"
+    );
+    assert!(!env.pin_dir.exists(), "{} is gone", env.pin_dir.display());
+    check(&env, &env.stored());
+}

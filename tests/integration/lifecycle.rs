@@ -60,7 +60,7 @@ fn uninstall_leaves_nothing() {
 
     let said = env.uninstall();
     assert!(
-        said.starts_with("detached everything and removed "),
+        said.starts_with("detached everything, stored the last counts (flush "),
         "{said}"
     );
     assert!(!env.pin_dir.exists(), "{} is gone", env.pin_dir.display());

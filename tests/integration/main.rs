@@ -23,3 +23,4 @@ mod stats;
 mod systemd;
 mod tun;
 mod uid;
+mod uninstall;

@@ -30,8 +30,13 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
-    /// Detach every program and remove every pin (stop the agent first).
-    Uninstall,
+    /// Detach every program, store what the maps counted since the last
+    /// flush, and remove every pin (stop the agent first).
+    Uninstall {
+        /// Drop the maps' counts instead of storing them.
+        #[arg(long)]
+        discard: bool,
+    },
     /// Per-user (or per-IP, interface, group) totals from the store.
     Report(crate::cmd::report::Args),
     /// Counters by name (`user>>>NAME>>>traffic>>>uplink`), with per-caller

@@ -1,7 +1,9 @@
 //! Fault injection for the crash tests: `TRAFMON_FAULT=after-STEP[:N]`
 //! makes the agent kill itself with SIGKILL right after STEP of its N-th
 //! flush (default the first), or after its N-th removal of a side's pins
-//! in a resize (`after-unpin`). Read only by the agent; unset in production.
+//! in a resize (`after-unpin`). `trafmon uninstall` reads it too: its one
+//! flush, `after-detach` (the links removed) and `after-unpin` (the
+//! selector's pin removed). Unset in production.
 
 /// A point in the flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,12 +20,15 @@ pub enum Step {
     Clear,
     /// The clear was recorded.
     Recorded,
-    /// A resize removed the idle side's pins (not a flush step).
+    /// A resize removed the idle side's pins, or an uninstall the
+    /// selector's (not a flush step).
     Unpin,
+    /// An uninstall removed the links (not a flush step).
+    Detach,
 }
 
 impl Step {
-    const ALL: [(Self, &'static str); 7] = [
+    const ALL: [(Self, &'static str); 8] = [
         (Self::Flip, "flip"),
         (Self::Grace, "grace"),
         (Self::Drain, "drain"),
@@ -31,6 +36,7 @@ impl Step {
         (Self::Clear, "clear"),
         (Self::Recorded, "recorded"),
         (Self::Unpin, "unpin"),
+        (Self::Detach, "detach"),
     ];
 }
 
@@ -61,7 +67,7 @@ impl Fault {
         match std::env::var(VAR) {
             Ok(v) => Self::parse(&v).map(Some).ok_or_else(|| {
                 format!(
-                    "{VAR}={v}: expected after-flip|grace|drain|commit|clear|recorded|unpin[:N]"
+                    "{VAR}={v}: expected after-flip|grace|drain|commit|clear|recorded|unpin|detach[:N]"
                 )
             }),
             Err(_) => Ok(None),

@@ -56,7 +56,7 @@ pub enum LayoutError {
     },
     /// A pinned map has another shape than this build's.
     #[error(
-        "pinned map {} was made by another version of trafmon ({pinned}; this one needs {wanted}): run `trafmon uninstall` and start again",
+        "pinned map {} was made by another version of trafmon ({pinned}; this one needs {wanted}), whose counts this one cannot read: run `trafmon uninstall --discard` and start again",
         path.display()
     )]
     Mismatch {
@@ -154,7 +154,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "pinned map /sys/fs/bpf/trafmon/maps/IP_A was made by another version of trafmon (type 5, key 20 B, value 24 B, 65536 entries; this one needs type 5, key 20 B, value 32 B, 65536 entries): run `trafmon uninstall` and start again"
+            "pinned map /sys/fs/bpf/trafmon/maps/IP_A was made by another version of trafmon (type 5, key 20 B, value 24 B, 65536 entries; this one needs type 5, key 20 B, value 32 B, 65536 entries), whose counts this one cannot read: run `trafmon uninstall --discard` and start again"
         );
     }
 }

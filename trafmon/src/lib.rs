@@ -30,6 +30,7 @@ pub mod reload;
 pub mod report;
 pub mod resize;
 pub mod store;
+pub mod uninstall;
 pub mod units;
 pub mod users;
 

@@ -603,7 +603,8 @@ fn pin(fd: FdLink, path: &Path, what: &str) -> Result<(), LoaderError> {
     })
 }
 
-fn remove_pin(path: &Path) -> Result<(), LoaderError> {
+/// Removes the pin `path` if it is there (a link pin: detaches it).
+pub fn remove_pin(path: &Path) -> Result<(), LoaderError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -639,37 +640,55 @@ pub fn lock_pins(pins: &PinDir) -> Result<Flock<fs::File>, LoaderError> {
     Ok(exclusive::lock_dir(pins.root())?)
 }
 
+/// Checks the maps pinned under `pins` against this build's object
+/// ([`layout`]).
+pub fn check_layout(pins: &PinDir) -> Result<(), LayoutError> {
+    layout::check(OBJECT, pins, &resize::RESIZABLE)
+}
+
 /// Detaches every program and removes every pin under `pin_dir`, then the
-/// directory itself; refuses while an agent runs on it. Returns how many
-/// pins there were.
+/// directory itself, dropping what the maps hold; refuses while an agent
+/// runs on it. Returns how many pins there were. `trafmon uninstall`
+/// stores the maps' counts first ([`crate::uninstall`]).
 pub fn uninstall(pin_dir: &Path) -> Result<usize, LoaderError> {
     let pins = PinDir::new(pin_dir);
     let _lock = match exclusive::lock_dir(pin_dir) {
         Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
         other => Some(other?),
     };
-    let mut removed = 0;
-    for dir in [pins.links(), pins.maps()] {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(LoaderError::Remove { path: dir, source }),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|source| LoaderError::Remove {
-                path: dir.clone(),
-                source,
-            })?;
-            remove_pin(&entry.path())?;
-            removed += 1;
-        }
-        remove_dir(&dir)?;
-    }
+    let removed = remove_pins(&pins.links())? + remove_pins(&pins.maps())?;
     remove_dir(pins.root())?;
     Ok(removed)
 }
 
-fn remove_dir(path: &Path) -> Result<(), LoaderError> {
+/// Removes every pin in `dir` (a removed link pin detaches its program),
+/// then `dir`; returns how many there were.
+pub fn remove_pins(dir: &Path) -> Result<usize, LoaderError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(LoaderError::Remove {
+                path: dir.into(),
+                source,
+            });
+        }
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|source| LoaderError::Remove {
+            path: dir.into(),
+            source,
+        })?;
+        remove_pin(&entry.path())?;
+        removed += 1;
+    }
+    remove_dir(dir)?;
+    Ok(removed)
+}
+
+/// Removes the directory `path` if it is there.
+pub fn remove_dir(path: &Path) -> Result<(), LoaderError> {
     match fs::remove_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -69,13 +69,18 @@ fn run() -> anyhow::Result<()> {
         Command::Status(args) => trafmon::cmd::status::run(&args, &config)?,
         Command::Top(args) => trafmon::cmd::top::run(&args, &config)?,
         Command::Quota(args) => trafmon::cmd::quota::run(&args, &config)?,
-        Command::Uninstall => match trafmon::loader::uninstall(&config.pin_dir)? {
-            0 => println!("nothing was installed under {}", config.pin_dir.display()),
-            n => println!(
-                "detached everything and removed {n} pins under {}",
-                config.pin_dir.display()
-            ),
-        },
+        Command::Uninstall { discard } => {
+            let done = trafmon::uninstall::run(&config, discard)?;
+            let dir = config.pin_dir.display();
+            match (done.pins, done.stored) {
+                (0, _) => println!("nothing was installed under {dir}"),
+                (n, Some(seq)) => println!(
+                    "detached everything, stored the last counts (flush {seq}) in {}, and removed {n} pins under {dir}",
+                    config.store_path().display()
+                ),
+                (n, None) => println!("detached everything and removed {n} pins under {dir}"),
+            }
+        }
     }
     Ok(())
 }

@@ -22,13 +22,29 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// again by [`PidFile`]'s drop.
 pub struct PidFile {
     path: PathBuf,
-    _lock: Flock<fs::File>,
+    lock: Flock<fs::File>,
 }
 
 impl PidFile {
     /// Creates and locks the pid file; [`LockError::Busy`] when another
     /// agent holds it.
     pub fn create(state_dir: &Path) -> Result<Self, LockError> {
+        let mut held = Self::hold(state_dir)?;
+        let written = held
+            .lock
+            .set_len(0)
+            .and_then(|()| writeln!(held.lock, "{}", std::process::id()));
+        written.map_err(|source| LockError::Io {
+            path: held.path.clone(),
+            source,
+        })?;
+        Ok(held)
+    }
+
+    /// Locks the pid file as [`Self::create`] does, without writing this
+    /// process's pid: for a command that must not run beside an agent
+    /// (`trafmon uninstall`) and is not one. Needs no room on the disk.
+    pub fn hold(state_dir: &Path) -> Result<Self, LockError> {
         let path = path(state_dir);
         let io_err = |source| LockError::Io {
             path: path.clone(),
@@ -42,10 +58,8 @@ impl PidFile {
             .write(true)
             .open(&path)
             .map_err(io_err)?;
-        let mut lock = exclusive::lock(&path, file, running(state_dir))?;
-        lock.set_len(0).map_err(io_err)?;
-        writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
-        Ok(Self { path, _lock: lock })
+        let lock = exclusive::lock(&path, file, running(state_dir))?;
+        Ok(Self { path, lock })
     }
 }
 
