@@ -54,6 +54,11 @@ fn uninstall_stores_what_was_counted_after_the_agent_stopped() {
     let rules = owner_counters(&env.a, 61050, false);
     assert_eq!(rules, (40, 40 * 1028));
     assert_eq!(stored_tx(&env, 61050), rules);
+    let status = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains(" uninstalled: programs detached; their last counts stored by flush "),
+        "{status}"
+    );
 }
 
 /// SIGKILL right after each step of an uninstall in turn (the links

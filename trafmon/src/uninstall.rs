@@ -131,6 +131,17 @@ pub fn run(config: &Config, discard: bool) -> Result<Uninstalled, UninstallError
     // names, and a run killed after its flip left the counts on the other.
     collector.flush(Timestamp::now()).map_err(flush_failed)?;
     let flushed = collector.flush(Timestamp::now()).map_err(flush_failed)?;
+    // For `status`: why the counting stopped here.
+    collector
+        .store()
+        .record_event(
+            "uninstalled",
+            &format!(
+                "programs detached; their last counts stored by flush {}",
+                flushed.seq
+            ),
+        )
+        .map_err(|e| flush_failed(e.into()))?;
     if let Err(e) = collector.fold(Timestamp::now()) {
         tracing::warn!(
             error = %crate::error_chain(&e),
