@@ -103,6 +103,13 @@ mod tests {
                 nth: 3
             })
         );
+        assert_eq!(
+            Fault::parse("after-detach"),
+            Some(Fault {
+                step: Step::Detach,
+                nth: 1
+            })
+        );
         assert_eq!(Fault::parse("drain"), None);
         assert_eq!(Fault::parse("after-lunch"), None);
         assert_eq!(Fault::parse("after-clear:x"), None);
