@@ -75,7 +75,13 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
     }
     agent.stop();
     let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
-    assert!(text.contains("agent:      not running"), "{text}");
+    assert!(
+        text.contains("agent:      not running; the programs below count on"),
+        "{text}"
+    );
+    env.uninstall();
+    let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
+    assert!(text.contains("agent:      not running\n"), "{text}");
 }
 
 /// A reader that may not read the store is told which file and which

@@ -28,10 +28,6 @@ fn size_of(path: &std::path::Path) -> u64 {
 /// Runs `trafmon status`.
 pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    match pidfile::running(&config.state_dir) {
-        Some(pid) => writeln!(out, "agent:      running (pid {pid})")?,
-        None => writeln!(out, "agent:      not running")?,
-    }
     let pins = PinDir::new(&config.pin_dir);
     let mut links: Vec<String> = fs::read_dir(pins.links())
         .map(|d| {
@@ -41,6 +37,14 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     links.sort();
+    match pidfile::running(&config.state_dir) {
+        Some(pid) => writeln!(out, "agent:      running (pid {pid})")?,
+        None if !links.is_empty() => writeln!(
+            out,
+            "agent:      not running; the programs below count on, and the next agent (or `trafmon uninstall`) stores it"
+        )?,
+        None => writeln!(out, "agent:      not running")?,
+    }
     if links.is_empty() {
         writeln!(out, "attached:   nothing under {}", pins.links().display())?;
     }
