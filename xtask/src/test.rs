@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 12] = [
+const TOOLS: [(&str, &str); 13] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
@@ -32,6 +32,8 @@ const TOOLS: [(&str, &str); 12] = [
     ("podman", "podman"),
     ("runc", "runc"),
     ("musl-gcc", "musl-tools"),
+    // The store's backup recipe.
+    ("sqlite3", "sqlite3"),
 ];
 
 /// Installs the missing `(tool, Debian package)` pairs with apt-get.
