@@ -114,8 +114,9 @@ fn uninstall_leaves_nothing() {
 fn vanished_maps_are_recreated_and_recorded() {
     let env = Env::new("");
     env.agent().stop();
-    // What a reboot does to bpffs.
-    env.uninstall();
+    // What a reboot does to bpffs: the pins are gone, nothing stored them
+    // (`trafmon uninstall` would have, and says so to the next start).
+    trafmon::loader::uninstall(&env.pin_dir).expect("remove the pins");
     let agent = env.agent();
     env.up(&[]);
     add_owner_rules(&env.a, 61040, false);

@@ -4,7 +4,7 @@
 
 use std::{os::unix::process::ExitStatusExt as _, process::Command};
 
-use trafmon::store::Kind;
+use trafmon::store::{Kind, Store};
 
 use crate::harness::{As, Env, add_owner_rules, owner_counters, trafmon_bin};
 
@@ -59,6 +59,25 @@ fn uninstall_stores_what_was_counted_after_the_agent_stopped() {
         status.contains(" uninstalled: programs detached; their last counts stored by flush "),
         "{status}"
     );
+    // Installing again is no loss to warn about, unlike a reboot.
+    let agent = env.agent();
+    assert!(
+        agent.logged("installing again after `trafmon uninstall`"),
+        "the start knows the maps were stored and removed"
+    );
+    agent.stop();
+    assert_eq!(recreated(&env), 0, "no maps-recreated event");
+}
+
+/// How many `maps-recreated` events the store holds.
+fn recreated(env: &Env) -> usize {
+    Store::open_read_only(&env.store_path())
+        .expect("store")
+        .events()
+        .expect("events")
+        .iter()
+        .filter(|(_, kind, _)| kind == "maps-recreated")
+        .count()
 }
 
 /// SIGKILL right after each step of an uninstall in turn (the links
@@ -100,6 +119,11 @@ fn kill_9_after_every_step_of_an_uninstall_loses_and_doubles_nothing() {
     let sent = 20 * steps.len() as u64;
     assert_eq!(rules, (sent, sent * 1028));
     assert_eq!(stored_tx(&env, 61051), rules);
+    assert_eq!(
+        recreated(&env),
+        0,
+        "every start after an uninstall knew it lost nothing"
+    );
 }
 
 /// An uninstall that cannot store the maps' counts (here: a corrupt

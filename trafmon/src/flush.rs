@@ -20,7 +20,7 @@ use crate::{
     deltas::{self, Groups},
     fault::{Fault, Step},
     grace::{self, Grace},
-    store::{FlushCommit, Store, StoreError},
+    store::{FlushCommit, FlushRecord, Store, StoreError},
 };
 
 /// Errors of a flush. Counts are never lost by one: they stay in the kernel
@@ -157,6 +157,15 @@ impl Collector {
         let Some(last) = self.store.last_flush()? else {
             return Ok(());
         };
+        if !maps_survived && self.uninstalled_since(&last)? {
+            // `trafmon uninstall` stored everything and removed the maps
+            // on purpose: nothing was lost, so nothing to warn about.
+            tracing::info!(
+                "installing again after `trafmon uninstall` (it stored flush {})",
+                last.seq
+            );
+            return Ok(());
+        }
         if !maps_survived {
             let detail = format!(
                 "pinned maps were missing and have been recreated; traffic after flush {} (at {}) and before this start was not counted",
@@ -191,6 +200,16 @@ impl Collector {
             self.finish_outstanding(Instant::now())?;
         }
         Ok(())
+    }
+
+    /// Whether the newest event is an uninstall after the flush `last`:
+    /// then it was the uninstall's own flush, and the maps are gone
+    /// because it removed them.
+    fn uninstalled_since(&self, last: &FlushRecord) -> Result<bool, FlushError> {
+        Ok(self
+            .store
+            .last_event()?
+            .is_some_and(|(at_ms, kind)| kind == crate::uninstall::EVENT && at_ms >= last.at_ms))
     }
 
     /// Folds the unfolded rows of every 5-minute bucket that closed before

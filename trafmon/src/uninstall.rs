@@ -79,6 +79,9 @@ pub enum UninstallError {
     },
 }
 
+/// The kind of the event an uninstall records.
+pub const EVENT: &str = "uninstalled";
+
 /// What an uninstall did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uninstalled {
@@ -135,7 +138,7 @@ pub fn run(config: &Config, discard: bool) -> Result<Uninstalled, UninstallError
     collector
         .store()
         .record_event(
-            "uninstalled",
+            EVENT,
             &format!(
                 "programs detached; their last counts stored by flush {}",
                 flushed.seq

@@ -244,6 +244,18 @@ impl Store {
             .map_err(|e| self.sql("record an event", e))
     }
 
+    /// The newest event: (Unix ms, kind).
+    pub fn last_event(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT at_ms, kind FROM event ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql("read events", e))
+    }
+
     /// Every event, oldest first: (Unix ms, kind, detail).
     pub fn events(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
         let mut stmt = self
