@@ -207,3 +207,47 @@ fn an_uninstall_on_a_full_disk_detaches_nothing_until_there_is_room() {
     assert!(!env.pin_dir.exists(), "{} is gone", env.pin_dir.display());
     check(&env, &env.stored());
 }
+
+/// A pin directory that is not on a bpffs stops the agent with one line
+/// naming it; no bpffs is mounted over /sys/fs/bpf, which would hide the
+/// pins below it (other agents' maps and links).
+#[test]
+fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
+    let env = Env::new("");
+    let dir = env
+        .config
+        .parent()
+        .expect("the env's directory")
+        .join("elsewhere");
+    let pins = dir.join("pins");
+    let text = format!(
+        "pin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = []\n[metrics]\nenabled = false\n",
+        pins.display(),
+        dir.join("state").display(),
+        env.cgroup.path.display()
+    );
+    let bpf_mounts = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .lines()
+            .filter(|l| l.contains(" - bpf "))
+            .count()
+    };
+    let before = bpf_mounts();
+    let (ok, stderr) = agent_with_config(&text, &dir);
+    let after = bpf_mounts();
+    for _ in before..after {
+        // Undo what a broken agent stacked, before failing.
+        let _ = Command::new("umount").arg("/sys/fs/bpf").status();
+    }
+    assert_eq!(after, before, "no bpffs was mounted");
+    assert!(!ok, "the agent refuses");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "trafmon: pin_dir {}: not on a bpffs",
+            pins.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -26,6 +26,16 @@ pub enum MountError {
         #[source]
         source: nix::Error,
     },
+    /// The pin directory is on another file system than bpffs.
+    #[error(
+        "pin_dir {}: not on a bpffs, where alone pins can live; use a directory under {} or mount bpffs there",
+        path.display(),
+        crate::paths::BPFFS_MOUNT
+    )]
+    NotBpffs {
+        /// The pin directory.
+        path: PathBuf,
+    },
     /// Creating a directory failed.
     #[error("cannot create {path}")]
     CreateDir {
@@ -96,31 +106,72 @@ pub fn find_cgroup2(mounts: &[(PathBuf, String)]) -> Option<PathBuf> {
         .map(|p| (*p).clone())
 }
 
-/// Makes sure `pin_root` lies on a bpffs, mounting bpffs at
-/// [`crate::paths::BPFFS_MOUNT`] when nothing is mounted there, and creates it.
-pub fn ensure_bpffs(pin_root: &Path) -> Result<(), MountError> {
-    let mounts = mounts()?;
-    let on_bpffs = mounts
+/// What [`ensure_bpffs`] does for a pin directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bpffs {
+    /// It lies on a bpffs already.
+    Ready,
+    /// It lies under [`crate::paths::BPFFS_MOUNT`], where nothing is
+    /// mounted: mount bpffs there.
+    Mount,
+    /// It lies on another file system.
+    Elsewhere,
+}
+
+/// What to do for `pin_root` given `mounts` (in mountinfo order): the
+/// file system that holds it is the innermost mount above it, the last
+/// listed where mounts are stacked.
+pub fn bpffs_plan(mounts: &[(PathBuf, String)], pin_root: &Path) -> Bpffs {
+    let holder = mounts
         .iter()
-        .any(|(point, fstype)| fstype == "bpf" && pin_root.starts_with(point));
-    if !on_bpffs {
-        let target = Path::new(crate::paths::BPFFS_MOUNT);
-        fs::create_dir_all(target).map_err(|source| MountError::CreateDir {
-            path: target.into(),
-            source,
-        })?;
-        mount(
-            Some("bpf"),
-            target,
-            Some("bpf"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .map_err(|source| MountError::MountBpffs {
-            path: target.into(),
-            source,
-        })?;
-        tracing::info!(path = %target.display(), "mounted bpffs");
+        .filter(|(point, _)| pin_root.starts_with(point))
+        .max_by_key(|(point, _)| point.components().count());
+    let default = Path::new(crate::paths::BPFFS_MOUNT);
+    match holder {
+        Some((_, fstype)) if fstype == "bpf" => Bpffs::Ready,
+        // Mounting over an existing mount at the default place would hide
+        // what is pinned there (another agent's maps), or whatever that
+        // file system is: only where nothing is mounted.
+        Some((point, _)) if pin_root.starts_with(default) && !point.starts_with(default) => {
+            Bpffs::Mount
+        }
+        None if pin_root.starts_with(default) => Bpffs::Mount,
+        _ => Bpffs::Elsewhere,
+    }
+}
+
+/// Makes sure `pin_root` lies on a bpffs, mounting bpffs at
+/// [`crate::paths::BPFFS_MOUNT`] when it lies there and nothing is mounted
+/// there, and creates it. A pin directory on any other file system is an
+/// error: pins cannot live there, and mounting bpffs again over a
+/// mounted one would hide the pins below.
+pub fn ensure_bpffs(pin_root: &Path) -> Result<(), MountError> {
+    match bpffs_plan(&mounts()?, pin_root) {
+        Bpffs::Ready => {}
+        Bpffs::Elsewhere => {
+            return Err(MountError::NotBpffs {
+                path: pin_root.into(),
+            });
+        }
+        Bpffs::Mount => {
+            let target = Path::new(crate::paths::BPFFS_MOUNT);
+            fs::create_dir_all(target).map_err(|source| MountError::CreateDir {
+                path: target.into(),
+                source,
+            })?;
+            mount(
+                Some("bpf"),
+                target,
+                Some("bpf"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            )
+            .map_err(|source| MountError::MountBpffs {
+                path: target.into(),
+                source,
+            })?;
+            tracing::info!(path = %target.display(), "mounted bpffs");
+        }
     }
     fs::create_dir_all(pin_root).map_err(|source| MountError::CreateDir {
         path: pin_root.into(),
@@ -151,6 +202,44 @@ mod tests {
                 .iter()
                 .any(|(p, _)| p == Path::new("/mnt/with space"))
         );
+    }
+
+    #[test]
+    fn bpffs_is_mounted_only_where_nothing_is() {
+        let m = |lines: &[(&str, &str)]| -> Vec<(PathBuf, String)> {
+            lines
+                .iter()
+                .map(|(p, t)| (PathBuf::from(p), (*t).to_owned()))
+                .collect()
+        };
+        let pins = Path::new("/sys/fs/bpf/trafmon");
+        let sys = [("/", "ext4"), ("/sys", "sysfs")];
+        assert_eq!(bpffs_plan(&m(&sys), pins), Bpffs::Mount);
+        let mounted = [("/", "ext4"), ("/sys", "sysfs"), ("/sys/fs/bpf", "bpf")];
+        assert_eq!(bpffs_plan(&m(&mounted), pins), Bpffs::Ready);
+        // Not on bpffs and not under the default place: an error, and
+        // never a second bpffs stacked on /sys/fs/bpf.
+        assert_eq!(
+            bpffs_plan(&m(&mounted), Path::new("/tmp/pins")),
+            Bpffs::Elsewhere
+        );
+        assert_eq!(
+            bpffs_plan(&m(&sys), Path::new("/var/lib/trafmon/pins")),
+            Bpffs::Elsewhere
+        );
+        // Something else mounted at the default place is left alone.
+        let tmpfs = [("/", "ext4"), ("/sys/fs/bpf", "tmpfs")];
+        assert_eq!(bpffs_plan(&m(&tmpfs), pins), Bpffs::Elsewhere);
+        // A bpffs of its own elsewhere is fine; stacked mounts count by
+        // the top one.
+        let own = [("/", "ext4"), ("/run/pins", "bpf")];
+        assert_eq!(bpffs_plan(&m(&own), Path::new("/run/pins/t")), Bpffs::Ready);
+        let stacked = [
+            ("/", "ext4"),
+            ("/sys/fs/bpf", "bpf"),
+            ("/sys/fs/bpf", "tmpfs"),
+        ];
+        assert_eq!(bpffs_plan(&m(&stacked), pins), Bpffs::Elsewhere);
     }
 
     #[test]
