@@ -251,3 +251,35 @@ fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
         "{stderr}"
     );
 }
+
+/// A `cgroup` that is not a cgroup v2 directory (here a plain directory;
+/// on a hybrid system also a v1 controller's) stops the agent with one line
+/// naming it, before anything is loaded.
+#[test]
+fn a_cgroup_that_is_not_cgroup_v2_is_one_line_and_loads_nothing() {
+    let env = Env::new("");
+    let dir = env
+        .config
+        .parent()
+        .expect("the env's directory")
+        .join("not-a-cgroup");
+    fs::create_dir_all(&dir).expect("dir");
+    let text = format!(
+        "pin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = []\n[metrics]\nenabled = false\n",
+        env.pin_dir.display(),
+        dir.join("state").display(),
+        dir.display()
+    );
+    let (ok, stderr) = agent_with_config(&text, &dir);
+    assert!(!ok, "the agent refuses");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "trafmon: cgroup: {} is not a cgroup v2 directory",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    let loaded = fs::read_dir(env.pin_dir.join("maps")).map_or(0, Iterator::count);
+    assert_eq!(loaded, 0, "no map was pinned");
+}

@@ -90,6 +90,17 @@ pub enum LoaderError {
         /// The id of the cgroup the pinned links count.
         counted: u64,
     },
+    /// The configured cgroup is not a directory of the cgroup v2
+    /// hierarchy (a cgroup v1 controller, any other directory).
+    #[error(
+        "cgroup: {} is not a cgroup v2 directory; cgroup_skb programs attach only there (the v2 hierarchy: {})",
+        path.display(),
+        mounts::cgroup2_root().map_or_else(|_| "not mounted".into(), |p| p.display().to_string())
+    )]
+    NotCgroup2 {
+        /// The configured cgroup.
+        path: PathBuf,
+    },
     /// A pinned link could not be opened or given the new program.
     #[error("cannot give the pinned link of {what} the new program")]
     Update {
@@ -551,6 +562,14 @@ fn check_cgroup_links(pins: &PinDir, cgroup: &Path) -> Result<(), LoaderError> {
     };
     // A cgroup's id is its directory's inode number.
     let wanted = fs::metadata(cgroup).map_err(cgroup_err)?.ino();
+    let fs_type = nix::sys::statfs::statfs(cgroup)
+        .map_err(|e| cgroup_err(e.into()))?
+        .filesystem_type();
+    if fs_type != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        return Err(LoaderError::NotCgroup2 {
+            path: cgroup.into(),
+        });
+    }
     for attachment in [Attachment::CgroupIngress, Attachment::CgroupEgress] {
         let path = pins.link(&attachment);
         let what = || format!("{} to {}", attachment.pin_name(), cgroup.display());
