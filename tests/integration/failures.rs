@@ -208,24 +208,33 @@ fn an_uninstall_on_a_full_disk_detaches_nothing_until_there_is_room() {
     check(&env, &env.stored());
 }
 
+/// Runs the agent on `env` with another `pin_dir` or `cgroup`, from a
+/// config in a directory `name` of the env's own; returns that directory,
+/// whether the agent started, and its stderr.
+fn agent_placed(
+    env: &Env,
+    name: &str,
+    place: impl Fn(&Path) -> (std::path::PathBuf, std::path::PathBuf),
+) -> (std::path::PathBuf, bool, String) {
+    let dir = env.config.parent().expect("the env's directory").join(name);
+    fs::create_dir_all(&dir).expect("dir");
+    let (pins, cgroup) = place(&dir);
+    let text = format!(
+        "pin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = []\n[metrics]\nenabled = false\n",
+        pins.display(),
+        dir.join("state").display(),
+        cgroup.display()
+    );
+    let (ok, stderr) = agent_with_config(&text, &dir);
+    (dir, ok, stderr)
+}
+
 /// A pin directory that is not on a bpffs stops the agent with one line
 /// naming it; no bpffs is mounted over /sys/fs/bpf, which would hide the
 /// pins below it (other agents' maps and links).
 #[test]
 fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
     let env = Env::new("");
-    let dir = env
-        .config
-        .parent()
-        .expect("the env's directory")
-        .join("elsewhere");
-    let pins = dir.join("pins");
-    let text = format!(
-        "pin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = []\n[metrics]\nenabled = false\n",
-        pins.display(),
-        dir.join("state").display(),
-        env.cgroup.path.display()
-    );
     let bpf_mounts = || {
         fs::read_to_string("/proc/self/mountinfo")
             .expect("mountinfo")
@@ -234,7 +243,9 @@ fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
             .count()
     };
     let before = bpf_mounts();
-    let (ok, stderr) = agent_with_config(&text, &dir);
+    let (dir, ok, stderr) = agent_placed(&env, "elsewhere", |dir| {
+        (dir.join("pins"), env.cgroup.path.clone())
+    });
     let after = bpf_mounts();
     for _ in before..after {
         // Undo what a broken agent stacked, before failing.
@@ -246,7 +257,7 @@ fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
     assert!(
         stderr.starts_with(&format!(
             "trafmon: pin_dir {}: not on a bpffs",
-            pins.display()
+            dir.join("pins").display()
         )),
         "{stderr}"
     );
@@ -258,19 +269,9 @@ fn a_pin_dir_off_bpffs_is_one_line_and_mounts_nothing() {
 #[test]
 fn a_cgroup_that_is_not_cgroup_v2_is_one_line_and_loads_nothing() {
     let env = Env::new("");
-    let dir = env
-        .config
-        .parent()
-        .expect("the env's directory")
-        .join("not-a-cgroup");
-    fs::create_dir_all(&dir).expect("dir");
-    let text = format!(
-        "pin_dir = \"{}\"\nstate_dir = \"{}\"\ncgroup = \"{}\"\ninterfaces = []\n[metrics]\nenabled = false\n",
-        env.pin_dir.display(),
-        dir.join("state").display(),
-        dir.display()
-    );
-    let (ok, stderr) = agent_with_config(&text, &dir);
+    let (dir, ok, stderr) = agent_placed(&env, "not-a-cgroup", |dir| {
+        (env.pin_dir.clone(), dir.into())
+    });
     assert!(!ok, "the agent refuses");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(
