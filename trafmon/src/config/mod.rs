@@ -614,6 +614,10 @@ action = "block"
                 "/etc/t.toml:2: quota[0].user: no user named `no-such-user-here`",
             ),
             (
+                "[[quota]]\naddress = \"192.0.2.300\"\nlimit = \"1GiB\"\n",
+                "/etc/t.toml:2: quota[0].address: `192.0.2.300` is not an IP address",
+            ),
+            (
                 "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nhold = \"soon\"\n",
                 "/etc/t.toml:4: quota[0].hold: `soon` is not a span",
             ),

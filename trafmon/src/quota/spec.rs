@@ -322,6 +322,7 @@ struct RawQuota {
     name: Option<String>,
     user: Option<User>,
     group: Option<String>,
+    #[serde(default, deserialize_with = "address")]
     address: Option<IpAddr>,
     limit: Limit,
     #[serde(default = "total")]
@@ -335,6 +336,16 @@ struct RawQuota {
     rate: Option<Rate>,
     hold: Option<Hold>,
     command: Option<String>,
+}
+
+/// One address, named in the error when it is not one.
+fn address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an IP address (192.0.2.7, 2001:db8::7)"
+        ))
+    })
 }
 
 fn total() -> Direction {
