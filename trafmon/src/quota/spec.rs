@@ -339,10 +339,10 @@ struct RawQuota {
 }
 
 /// One address, named in the error when it is not one.
-fn address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
+        de::Error::custom(format!(
             "`{text}` is not an IP address (192.0.2.7, 2001:db8::7)"
         ))
     })
