@@ -54,6 +54,13 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The path names a directory (a `store` setting that forgot the
+    /// file name).
+    #[error("{path}: a directory, not a database file; name the file (`store = \"{}\"`)", path.join("trafmon.db").display())]
+    Directory {
+        /// The path.
+        path: PathBuf,
+    },
     /// The file is damaged or not a database.
     #[error(
         "{path}: the database is corrupt ({detail}); it was left untouched: move it away to start a new one"
@@ -345,6 +352,9 @@ impl Store {
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
+        if path.is_dir() {
+            return Err(StoreError::Directory { path: path.into() });
+        }
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
             path: path.into(),
             source,
@@ -500,6 +510,20 @@ mod tests {
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         assert_eq!(fs::read(&path).unwrap(), garbage);
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_directory_is_named_as_one() {
+        let dir = tmp("dir").with_extension("d");
+        fs::create_dir_all(&dir).unwrap();
+        for e in [
+            Store::open(&dir).err().expect("must fail"),
+            Store::open_read_only(&dir).err().expect("must fail"),
+        ] {
+            assert!(matches!(e, StoreError::Directory { .. }), "{e}");
+        }
+        assert!(dir.is_dir() && fs::read_dir(&dir).unwrap().next().is_none());
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
