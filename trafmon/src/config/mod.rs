@@ -129,6 +129,7 @@ pub struct Metrics {
     /// Serve `/metrics` at all.
     pub enabled: bool,
     /// Address and port; loopback unless `expose` is set.
+    #[serde(deserialize_with = "values::socket_addr")]
     pub listen: std::net::SocketAddr,
     /// Allow a `listen` address other hosts can reach.
     pub expose: bool,
@@ -538,6 +539,10 @@ customer-a = ["192.0.2.1", "192.0.2.64/26", "2001:db8::5"]
         assert_eq!(
             parse("").unwrap().metrics.listen,
             "127.0.0.1:9977".parse().unwrap()
+        );
+        assert_eq!(
+            parse("[metrics]\nlisten = \"localhost:9977\"\n").unwrap_err(),
+            "/etc/t.toml:2: metrics.listen: `localhost:9977` is not an address and port like \"127.0.0.1:9977\" or \"[::1]:9977\""
         );
         let e = parse("[metrics]\nlisten = \"0.0.0.0:9977\"\n").unwrap_err();
         assert!(

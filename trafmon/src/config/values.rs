@@ -67,6 +67,17 @@ impl AddressInterfaces {
     }
 }
 
+/// An address and port (`metrics.listen`), named in the error when it is
+/// not one.
+pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        de::Error::custom(format!(
+            "`{text}` is not an address and port like \"127.0.0.1:9977\" or \"[::1]:9977\""
+        ))
+    })
+}
+
 /// Checks one interface name of a list.
 fn interface_name<E: de::Error>(name: String) -> Result<String, E> {
     if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '@']) {
