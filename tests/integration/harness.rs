@@ -222,6 +222,33 @@ impl Env {
         Agent::start_with(self, &[], wrapper)
     }
 
+    /// Pins a map `name` made as another version might have made it
+    /// (`kind`, key and value sizes in bytes, entries) in this env's pin
+    /// directory; returns its path.
+    pub fn pin_map(&self, name: &str, kind: &str, sizes: [u32; 3]) -> PathBuf {
+        let maps = self.pin_dir.join("maps");
+        fs::create_dir_all(&maps).expect("pin dir");
+        let path = maps.join(name);
+        let [key, value, entries] = sizes.map(|n| n.to_string());
+        sh(&[
+            "bpftool",
+            "map",
+            "create",
+            path.to_str().expect("utf-8"),
+            "type",
+            kind,
+            "key",
+            &key,
+            "value",
+            &value,
+            "entries",
+            &entries,
+            "name",
+            name,
+        ]);
+        path
+    }
+
     /// Runs `trafmon uninstall` with this env's config and checks that it
     /// succeeded.
     pub fn uninstall(&self) -> String {

@@ -267,26 +267,8 @@ fn a_running_agent_is_not_disturbed_by_a_second_or_an_uninstall() {
 #[test]
 fn a_pinned_map_of_another_layout_stops_the_agent() {
     let env = Env::new("");
-    let maps = env.pin_dir.join("maps");
-    std::fs::create_dir_all(&maps).expect("pin dir");
-    let pin = maps.join("IP_A");
+    let pin = env.pin_map("IP_A", "percpu_hash", [24, 32, 1024]);
     let pin = pin.to_str().expect("utf-8");
-    sh(&[
-        "bpftool",
-        "map",
-        "create",
-        pin,
-        "type",
-        "percpu_hash",
-        "key",
-        "24",
-        "value",
-        "32",
-        "entries",
-        "1024",
-        "name",
-        "IP_A",
-    ]);
     let out = env.trafmon_bounded(&["agent"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -12,6 +12,16 @@ use crate::harness::{As, Env, add_owner_rules, finish_all, owner_counters, sh, t
 
 const UIDS: [u32; 3] = [61201, 61202, 61203];
 
+/// The row of `uid` in a `report --json` answer.
+fn uid_row(json: &serde_json::Value, uid: u32) -> &serde_json::Value {
+    json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["key"].as_str() == Some(uid.to_string().as_str()))
+        .unwrap_or_else(|| panic!("uid {uid} in the report: {json}"))
+}
+
 #[test]
 fn report_json_and_table_equal_iptables() {
     let env = Env::new("");
@@ -50,12 +60,7 @@ fn report_json_and_table_equal_iptables() {
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     for uid in UIDS {
         let (packets, bytes) = owner_counters(&env.a, uid, false);
-        let row = json["rows"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .find(|r| r["key"].as_str() == Some(uid.to_string().as_str()))
-            .unwrap_or_else(|| panic!("uid {uid} in the report: {json}"));
+        let row = uid_row(&json, uid);
         assert_eq!(
             (row["tx_packets"].as_u64(), row["tx_bytes"].as_u64()),
             (Some(packets), Some(bytes)),
@@ -135,12 +140,7 @@ fn a_backup_taken_while_the_agent_flushes_reports_the_same_totals() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let row = json["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|r| r["key"].as_str() == Some(uid.to_string().as_str()))
-        .unwrap_or_else(|| panic!("uid {uid} in the copy's report: {json}"));
+    let row = uid_row(&json, uid);
     assert_eq!(
         (row["tx_packets"].as_u64(), row["tx_bytes"].as_u64()),
         (Some(rules.0), Some(rules.1))

@@ -6,7 +6,7 @@ use std::{os::unix::process::ExitStatusExt as _, process::Command};
 
 use trafmon::store::{Kind, Store};
 
-use crate::harness::{As, Env, add_owner_rules, owner_counters, sh, trafmon_bin};
+use crate::harness::{As, Env, add_owner_rules, owner_counters, trafmon_bin};
 
 /// Sends `datagrams` of 1000 bytes as `uid` from `a` to `b`.
 fn send(env: &Env, uid: u32, port: &str, datagrams: u64) {
@@ -180,30 +180,8 @@ fn uninstall_with_a_corrupt_store_detaches_nothing_until_told_to_discard() {
 #[test]
 fn maps_of_another_layout_are_removed_only_when_told_to_discard() {
     let env = Env::new("");
-    let maps = env.pin_dir.join("maps");
-    std::fs::create_dir_all(&maps).expect("pin dir");
-    let pin = |name: &str, kind: &str, key: &str, value: &str, entries: &str| {
-        let path = maps.join(name);
-        sh(&[
-            "bpftool",
-            "map",
-            "create",
-            &path.to_string_lossy(),
-            "type",
-            kind,
-            "key",
-            key,
-            "value",
-            value,
-            "entries",
-            entries,
-            "name",
-            name,
-        ]);
-        path
-    };
-    pin("SELECTOR", "array", "4", "4", "1");
-    let ip = pin("IP_A", "percpu_hash", "24", "32", "1024");
+    env.pin_map("SELECTOR", "array", [4, 4, 1]);
+    let ip = env.pin_map("IP_A", "percpu_hash", [24, 32, 1024]);
 
     let out = env.trafmon(&["uninstall"]);
     let err = String::from_utf8_lossy(&out.stderr);

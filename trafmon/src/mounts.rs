@@ -127,15 +127,13 @@ pub fn bpffs_plan(mounts: &[(PathBuf, String)], pin_root: &Path) -> Bpffs {
         .filter(|(point, _)| pin_root.starts_with(point))
         .max_by_key(|(point, _)| point.components().count());
     let default = Path::new(crate::paths::BPFFS_MOUNT);
+    // Mounting over an existing mount at the default place would hide
+    // what is pinned there (another agent's maps), or whatever that file
+    // system is: only where nothing is mounted.
+    let mounted_there = holder.is_some_and(|(point, _)| point.starts_with(default));
     match holder {
         Some((_, fstype)) if fstype == "bpf" => Bpffs::Ready,
-        // Mounting over an existing mount at the default place would hide
-        // what is pinned there (another agent's maps), or whatever that
-        // file system is: only where nothing is mounted.
-        Some((point, _)) if pin_root.starts_with(default) && !point.starts_with(default) => {
-            Bpffs::Mount
-        }
-        None if pin_root.starts_with(default) => Bpffs::Mount,
+        _ if pin_root.starts_with(default) && !mounted_there => Bpffs::Mount,
         _ => Bpffs::Elsewhere,
     }
 }

@@ -145,12 +145,9 @@ pub fn run(config: &Config, discard: bool) -> Result<Uninstalled, UninstallError
             ),
         )
         .map_err(|e| flush_failed(e.into()))?;
-    if let Err(e) = collector.fold(Timestamp::now()) {
-        tracing::warn!(
-            error = %crate::error_chain(&e),
-            "cannot fold recent traffic; the rows stay where reports see them"
-        );
-    }
+    // No fold here: `recover` folded the closed buckets, the flushes wrote
+    // the open one, and readers see its rows in `recent` until the next
+    // agent folds them.
     // The selector first: maps without it are known to be stored.
     loader::remove_pin(&pins.map(common::SELECTOR))?;
     crash_point(Step::Unpin);
