@@ -19,10 +19,12 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
+        TcAttachType,
         links::{FdLink, PinnedLink},
-        tc::SchedClassifierLink,
+        tc::{SchedClassifierLink, TcAttachOptions},
     },
+    util::KernelVersion,
 };
 use ipnet::IpNet;
 use nix::fcntl::Flock;
@@ -57,7 +59,7 @@ pub enum LoaderError {
         name: &'static str,
         /// Why.
         #[source]
-        source: aya::programs::ProgramError,
+        source: ProgramError,
     },
     /// The cgroup directory cannot be opened.
     #[error("cannot open cgroup {path}")]
@@ -75,7 +77,7 @@ pub enum LoaderError {
         what: String,
         /// Why.
         #[source]
-        source: aya::programs::ProgramError,
+        source: ProgramError,
     },
     /// The pinned cgroup links count another cgroup than the configured
     /// one. Moving them is not atomic (a packet would be counted twice or
@@ -109,6 +111,15 @@ pub enum LoaderError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// The kernel has no TCX links (Linux 6.6), which the tc programs are
+    /// attached with.
+    #[error(
+        "this kernel ({kernel}) has no TCX links, which trafmon attaches its tc programs with (Linux 6.6 or later): only a link stays attached, pinned, while no agent runs"
+    )]
+    NoTcx {
+        /// The running kernel's version, as far as it can be read.
+        kernel: String,
     },
     /// A pinned map has another layout than this build's.
     #[error(transparent)]
@@ -217,6 +228,7 @@ impl Installed {
         layout::check(OBJECT, &pins, &resize::RESIZABLE)?;
         let cgroup = cgroup_path(&config.cgroup)?;
         check_cgroup_links(&pins, &cgroup)?;
+        check_tcx()?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pins.maps());
         for name in resize::RESIZABLE {
@@ -302,11 +314,11 @@ impl Installed {
 
     fn program<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P, LoaderError>
     where
-        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
         let prog = self.ebpf.program_mut(name).ok_or(LoaderError::Program {
             name,
-            source: aya::programs::ProgramError::NotLoaded,
+            source: ProgramError::NotLoaded,
         })?;
         prog.try_into()
             .map_err(|source| LoaderError::Program { name, source })
@@ -526,8 +538,15 @@ impl Installed {
             // Defunct (the interface was recreated): start over.
             remove_pin(&path)?;
         }
+        // TCX explicitly: aya's `attach` falls back to a netlink (clsact)
+        // filter, which cannot be pinned, where it finds (or cannot read)
+        // an older kernel version.
         let id = prog
-            .attach(&ifname, kind)
+            .attach_with_options(
+                &ifname,
+                kind,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
             .map_err(|source| LoaderError::Attach {
                 what: what.clone(),
                 source,
@@ -543,6 +562,28 @@ impl Installed {
         })?;
         pin(fd, &path, &what)
     }
+}
+
+/// Fails unless the kernel has TCX links (Linux 6.6): a TCX link is what
+/// keeps a tc program attached while no agent runs (pinned) and hands it
+/// the next agent's program in one step. Probed with a query of `lo`'s
+/// TCX programs, which an older kernel refuses with `EINVAL` (its attach
+/// type is unknown there), rather than judged by the version number,
+/// which distribution kernels backport features around. Anything else
+/// the query meets is left to the attach to report.
+fn check_tcx() -> Result<(), LoaderError> {
+    match SchedClassifier::query_tcx("lo", TcAttachType::Ingress) {
+        Err(ProgramError::SyscallError(e)) if tcx_missing(&e.io_error) => Err(LoaderError::NoTcx {
+            kernel: KernelVersion::current()
+                .map_or_else(|_| "version unknown".into(), |v| format!("Linux {v}")),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a TCX query failed because the kernel does not know TCX.
+fn tcx_missing(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Fails when the pinned cgroup links under `config`'s pin directory
@@ -715,5 +756,25 @@ pub fn remove_dir(path: &Path) -> Result<(), LoaderError> {
             path: path.into(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unknown_attach_type_means_no_tcx() {
+        // What a kernel before 6.6 answers a TCX query with.
+        assert!(tcx_missing(&io::Error::from_raw_os_error(libc::EINVAL)));
+        // Not root, or no such device: left to the attach to report.
+        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::ENODEV)));
+        // This kernel (6.18) has TCX, so every start here passes the probe.
+        check_tcx().unwrap();
+        let e = LoaderError::NoTcx {
+            kernel: "Linux 6.1.0".into(),
+        };
+        assert!(e.to_string().starts_with("this kernel (Linux 6.1.0) has no TCX links"));
     }
 }
