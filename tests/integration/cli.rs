@@ -82,6 +82,11 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
     env.uninstall();
     let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
     assert!(text.contains("agent:      not running\n"), "{text}");
+    // Nothing pinned is a state, not an error.
+    assert!(
+        text.contains("maps:       none pinned under") && !text.contains("cannot open"),
+        "{text}"
+    );
 }
 
 /// A reader that may not read the store is told which file and which

@@ -775,6 +775,9 @@ mod tests {
         let e = LoaderError::NoTcx {
             kernel: "Linux 6.1.0".into(),
         };
-        assert!(e.to_string().starts_with("this kernel (Linux 6.1.0) has no TCX links"));
+        assert!(
+            e.to_string()
+                .starts_with("this kernel (Linux 6.1.0) has no TCX links")
+        );
     }
 }

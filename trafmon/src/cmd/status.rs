@@ -77,7 +77,14 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         };
         writeln!(out, "attached:   {what:<28} {state}")?;
     }
+    let pinned_maps = fs::read_dir(pins.maps()).map_or(0, Iterator::count);
     match Maps::open(&pins) {
+        // Not installed (never, or uninstalled): no map to open is no error.
+        Err(_) if pinned_maps == 0 => writeln!(
+            out,
+            "maps:       none pinned under {} (the agent pins them when it starts)",
+            pins.maps().display()
+        )?,
         Ok(maps) => {
             let side = maps
                 .active_side()
