@@ -115,6 +115,23 @@ fn permission_and_broken_pipe_errors() {
             && err.contains("permission denied: reading the store needs read permission"),
         "{err}"
     );
+    // Pins this user may not read are not shown as nothing attached.
+    let links = env.pin_dir.join("links");
+    std::fs::set_permissions(&links, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let out = Command::new(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("status")
+        .uid(61501)
+        .gid(61501)
+        .output()
+        .expect("run as another user");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("attached:   cannot read {}", links.display()))
+            && !text.contains("nothing under"),
+        "{text}"
+    );
 
     for args in [
         &["report", "--total"][..],

@@ -29,13 +29,17 @@ fn size_of(path: &std::path::Path) -> u64 {
 pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     let pins = PinDir::new(&config.pin_dir);
-    let mut links: Vec<String> = fs::read_dir(pins.links())
-        .map(|d| {
+    // A directory this user may not read is said so, not shown as empty.
+    let (mut links, unreadable) = match fs::read_dir(pins.links()) {
+        Ok(d) => (
             d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+                .collect(),
+            None,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
     links.sort();
     match pidfile::running(&config.state_dir) {
         Some(pid) => writeln!(out, "agent:      running (pid {pid})")?,
@@ -45,8 +49,16 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         )?,
         None => writeln!(out, "agent:      not running")?,
     }
-    if links.is_empty() {
-        writeln!(out, "attached:   nothing under {}", pins.links().display())?;
+    match unreadable {
+        Some(e) => writeln!(
+            out,
+            "attached:   cannot read {}: {e}",
+            pins.links().display()
+        )?,
+        None if links.is_empty() => {
+            writeln!(out, "attached:   nothing under {}", pins.links().display())?;
+        }
+        None => {}
     }
     // Program names by id, so that each link shows which program it runs
     // (`tcd_*`: the device only, see `address_interfaces`).
@@ -77,10 +89,14 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         };
         writeln!(out, "attached:   {what:<28} {state}")?;
     }
-    let pinned_maps = fs::read_dir(pins.maps()).map_or(0, Iterator::count);
+    // Not installed (never, or uninstalled): no map to open is no error.
+    // (A directory this user may not read is not taken for an empty one.)
+    let none_pinned = match fs::read_dir(pins.maps()) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    };
     match Maps::open(&pins) {
-        // Not installed (never, or uninstalled): no map to open is no error.
-        Err(_) if pinned_maps == 0 => writeln!(
+        Err(_) if none_pinned => writeln!(
             out,
             "maps:       none pinned under {} (the agent pins them when it starts)",
             pins.maps().display()
