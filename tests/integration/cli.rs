@@ -99,14 +99,17 @@ fn permission_and_broken_pipe_errors() {
     env.agent().stop();
     let db = env.store_path();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let out = Command::new(trafmon_bin())
-        .arg("--config")
-        .arg(&env.config)
-        .arg("report")
-        .uid(61501)
-        .gid(61501)
-        .output()
-        .expect("run as another user");
+    let as_another_user = |command: &str| {
+        Command::new(trafmon_bin())
+            .arg("--config")
+            .arg(&env.config)
+            .arg(command)
+            .uid(61501)
+            .gid(61501)
+            .output()
+            .expect("run as another user")
+    };
+    let out = as_another_user("report");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -118,14 +121,7 @@ fn permission_and_broken_pipe_errors() {
     // Pins this user may not read are not shown as nothing attached.
     let links = env.pin_dir.join("links");
     std::fs::set_permissions(&links, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let out = Command::new(trafmon_bin())
-        .arg("--config")
-        .arg(&env.config)
-        .arg("status")
-        .uid(61501)
-        .gid(61501)
-        .output()
-        .expect("run as another user");
+    let out = as_another_user("status");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!("attached:   cannot read {}", links.display()))
