@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 13] = [
+const TOOLS: [(&str, &str); 14] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
@@ -34,6 +34,8 @@ const TOOLS: [(&str, &str); 13] = [
     ("musl-gcc", "musl-tools"),
     // The store's backup recipe.
     ("sqlite3", "sqlite3"),
+    // GRO on, TSO and GSO off on the test's veth pair.
+    ("ethtool", "ethtool"),
 ];
 
 /// Installs the missing `(tool, Debian package)` pairs with apt-get.
