@@ -34,8 +34,14 @@ fn interface_counters_equal_the_kernels_for_a_large_ifindex() {
 /// events, long before the agent's next flush, and counted exactly.
 #[test]
 fn an_interface_made_anew_is_attached_at_once_and_counted() {
+    made_anew_is_attached_at_once_and_counted(&[]);
+}
+
+/// [`an_interface_made_anew_is_attached_at_once_and_counted`], with the
+/// agent's environment `vars`.
+pub fn made_anew_is_attached_at_once_and_counted(vars: &[(&str, &str)]) {
     let env = Env::with_interval("30s", "");
-    let agent = env.agent();
+    let agent = env.agent_with(vars);
     // Just after a flush, so that no flush (and no interface check after
     // it) comes for the next 30 s.
     let since = SystemTime::now()

@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod clsact;
 mod container;
 mod failures;
 mod flush;

@@ -177,6 +177,7 @@ async fn serve(
     tracing::info!(
         cgroup = %installed.cgroup().display(),
         attached = ?attached,
+        tc = ?installed.tc_mode(),
         store = %config.store_path().display(),
         grace = %grace,
         metrics = %if config.metrics.enabled { config.metrics.listen.to_string() } else { "off".into() },

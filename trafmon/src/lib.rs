@@ -4,6 +4,7 @@ pub mod agent;
 pub mod batch;
 pub mod calendar;
 pub mod cli;
+pub mod clsact;
 pub mod cmd;
 pub mod config;
 pub mod counters;

@@ -24,13 +24,13 @@ use aya::{
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
     },
-    util::KernelVersion,
 };
 use ipnet::IpNet;
 use nix::fcntl::Flock;
 use trafmon_common as common;
 
 use crate::{
+    clsact,
     config::{AddressInterfaces, CgroupSetting, Cidr, Config, Interfaces},
     exclusive::{self, LockError},
     ifaces::{self, Framing, Interface},
@@ -112,15 +112,18 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
-    /// The kernel has no TCX links (Linux 6.6), which the tc programs are
-    /// attached with.
-    #[error(
-        "this kernel ({kernel}) has no TCX links, which trafmon attaches its tc programs with (Linux 6.6 or later): only a link stays attached, pinned, while no agent runs"
-    )]
-    NoTcx {
-        /// The running kernel's version, as far as it can be read.
-        kernel: String,
+    /// The tc filters (clsact) could not be deleted.
+    #[error("cannot delete the tc filters (clsact) of {}", pin_dir.display())]
+    Filters {
+        /// The pin directory they belong to.
+        pin_dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
+    /// A bad `TRAFMON_TC`.
+    #[error(transparent)]
+    TcMode(#[from] clsact::ModeError),
     /// A pinned map has another layout than this build's.
     #[error(transparent)]
     Layout(#[from] LayoutError),
@@ -187,6 +190,13 @@ pub struct Installed {
     attached: BTreeSet<Attachment>,
     /// Configured interfaces already reported missing (warned once each).
     missing: BTreeSet<String>,
+    /// How the tc programs are attached.
+    mode: clsact::Mode,
+    /// This pin directory's filters, in [`clsact::Mode::Clsact`].
+    filter: clsact::Filter,
+    /// In [`clsact::Mode::Clsact`]: the device (ifindex) each interface's
+    /// filters were put on, by the interface's name then.
+    devices: BTreeMap<String, u32>,
 }
 
 const CGROUP_INGRESS: &str = "cgroup_ingress";
@@ -217,6 +227,7 @@ impl Installed {
     /// Loads the programs (reusing pinned maps), attaches them to the cgroup
     /// and the interfaces of `config`, and pins everything.
     pub fn install(config: &Config) -> Result<Self, LoaderError> {
+        let mode = tc_mode()?;
         let pins = PinDir::new(&config.pin_dir);
         mounts::ensure_bpffs(pins.root())?;
         for dir in [pins.maps(), pins.links()] {
@@ -228,7 +239,6 @@ impl Installed {
         layout::check(OBJECT, &pins, &resize::RESIZABLE)?;
         let cgroup = cgroup_path(&config.cgroup)?;
         check_cgroup_links(&pins, &cgroup)?;
-        check_tcx()?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pins.maps());
         for name in resize::RESIZABLE {
@@ -245,6 +255,9 @@ impl Installed {
             addresses: config.address_interfaces.clone(),
             attached: BTreeSet::new(),
             missing: BTreeSet::new(),
+            mode,
+            filter: clsact::Filter::of(&config.pin_dir),
+            devices: BTreeMap::new(),
         };
         this.load_programs()?;
         this.set_local_networks(&config.local_networks)?;
@@ -256,6 +269,11 @@ impl Installed {
     /// The cgroup the cgroup_skb programs are attached to.
     pub fn cgroup(&self) -> &Path {
         &self.cgroup
+    }
+
+    /// How the tc programs are attached.
+    pub fn tc_mode(&self) -> clsact::Mode {
+        self.mode
     }
 
     /// What is attached now.
@@ -453,6 +471,9 @@ impl Installed {
             }
             self.attached.remove(&attachment);
         }
+        if self.mode == clsact::Mode::Clsact {
+            self.forget_filters(&wanted)?;
+        }
         // One interface that cannot be attached does not keep the others
         // from being attached; the first failure is returned.
         let mut failed = None;
@@ -477,6 +498,36 @@ impl Installed {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// In [`clsact::Mode::Clsact`]: forgets the filters of interfaces
+    /// whose device is gone or is not the one of that name now (removed
+    /// and made again; or renamed, when its filter is found again under
+    /// the new name), so that they are attached (again), and deletes those
+    /// of interfaces no longer wanted.
+    fn forget_filters(&mut self, wanted: &BTreeMap<String, &Interface>) -> Result<(), LoaderError> {
+        let devices = std::mem::take(&mut self.devices);
+        for (name, index) in devices {
+            let now = nix::net::if_::if_nametoindex(name.as_str()).ok();
+            if now == Some(index) && wanted.contains_key(&name) {
+                self.devices.insert(name, index);
+                continue;
+            }
+            if now == Some(index) {
+                for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
+                    clsact::detach(&name, kind, self.filter).map_err(|source| {
+                        LoaderError::Attach {
+                            what: format!("(detaching) the filters of {name}"),
+                            source,
+                        }
+                    })?;
+                }
+                tracing::info!(interface = %name, "interface no longer watched: detached");
+            }
+            self.attached.remove(&Attachment::TcIngress(name.clone()));
+            self.attached.remove(&Attachment::TcEgress(name));
+        }
+        Ok(())
     }
 
     /// The attachment that the pinned link of `attachment` belongs under
@@ -526,7 +577,20 @@ impl Installed {
         let ifname = ifname.clone();
         let what = format!("{prog_name} to {ifname}");
         let path = self.pins.link(attachment);
+        let (mode, filter) = (self.mode, self.filter);
         let prog: &mut SchedClassifier = self.program(prog_name)?;
+        if mode == clsact::Mode::Clsact {
+            let index = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| {
+                LoaderError::Attach {
+                    what: what.clone(),
+                    source: ProgramError::IOError(e.into()),
+                }
+            })?;
+            clsact::attach(prog, &ifname, kind, filter)
+                .map_err(|source| LoaderError::Attach { what, source })?;
+            self.devices.insert(ifname, index);
+            return Ok(());
+        }
         // A pinned link from an earlier run: swap in the new program atomically.
         if let Ok(pinned) = PinnedLink::from_pin(&path) {
             let replaced = SchedClassifierLink::try_from(FdLink::from(pinned))
@@ -564,21 +628,19 @@ impl Installed {
     }
 }
 
-/// Fails unless the kernel has TCX links (Linux 6.6): a TCX link is what
-/// keeps a tc program attached while no agent runs (pinned) and hands it
-/// the next agent's program in one step. Probed with a query of `lo`'s
-/// TCX programs, which an older kernel refuses with `EINVAL` (its attach
-/// type is unknown there), rather than judged by the version number,
-/// which distribution kernels backport features around. Anything else
-/// the query meets is left to the attach to report.
-fn check_tcx() -> Result<(), LoaderError> {
-    match SchedClassifier::query_tcx("lo", TcAttachType::Ingress) {
-        Err(ProgramError::SyscallError(e)) if tcx_missing(&e.io_error) => Err(LoaderError::NoTcx {
-            kernel: KernelVersion::current()
-                .map_or_else(|_| "version unknown".into(), |v| format!("Linux {v}")),
-        }),
-        _ => Ok(()),
-    }
+/// How to attach the tc programs: with TCX links where the kernel has
+/// them (Linux 6.6), as `clsact` filters otherwise ([`clsact`]). Probed
+/// with a query of `lo`'s TCX programs, which an older kernel refuses
+/// with `EINVAL` (its attach type is unknown there), rather than judged by
+/// the version number, which distribution kernels backport features
+/// around. Anything else the query meets is left to the attach to report.
+pub fn tc_mode() -> Result<clsact::Mode, clsact::ModeError> {
+    clsact::mode(|| {
+        !matches!(
+            SchedClassifier::query_tcx("lo", TcAttachType::Ingress),
+            Err(ProgramError::SyscallError(e)) if tcx_missing(&e.io_error)
+        )
+    })
 }
 
 /// Whether a TCX query failed because the kernel does not know TCX.
@@ -716,9 +778,22 @@ pub fn uninstall(pin_dir: &Path) -> Result<usize, LoaderError> {
         Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
         other => Some(other?),
     };
-    let removed = remove_pins(&pins.links())? + remove_pins(&pins.maps())?;
+    let removed = remove_pins(&pins.links())?;
+    detach_filters(pin_dir)?;
+    let removed = removed + remove_pins(&pins.maps())?;
     remove_dir(pins.root())?;
     Ok(removed)
+}
+
+/// Deletes the tc filters (clsact, [`clsact::Mode::Clsact`]) of the agent
+/// that pins under `pin_dir` from every interface; returns how many there
+/// were. Where the tc programs have TCX links there are none, and this
+/// only looks.
+pub fn detach_filters(pin_dir: &Path) -> Result<usize, LoaderError> {
+    clsact::sweep(pin_dir).map_err(|source| LoaderError::Filters {
+        pin_dir: pin_dir.into(),
+        source,
+    })
 }
 
 /// Removes every pin in `dir` (a removed link pin detaches its program),
@@ -770,14 +845,9 @@ mod tests {
         // Not root, or no such device: left to the attach to report.
         assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::EPERM)));
         assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::ENODEV)));
-        // This kernel (6.18) has TCX, so every start here passes the probe.
-        check_tcx().unwrap();
-        let e = LoaderError::NoTcx {
-            kernel: "Linux 6.1.0".into(),
-        };
-        assert!(
-            e.to_string()
-                .starts_with("this kernel (Linux 6.1.0) has no TCX links")
-        );
+        // This kernel (6.18) has TCX.
+        if std::env::var_os(clsact::VARIABLE).is_none() {
+            assert_eq!(tc_mode().unwrap(), clsact::Mode::Tcx);
+        }
     }
 }

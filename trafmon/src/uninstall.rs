@@ -118,6 +118,7 @@ pub fn run(config: &Config, discard: bool) -> Result<Uninstalled, UninstallError
     let maps = Maps::open(&pins).map_err(UninstallError::Maps)?;
 
     let mut removed = loader::remove_pins(&pins.links())?;
+    loader::detach_filters(pins.root())?;
     let crash_point = |step| {
         if let Some(f) = fault {
             f.check(step, 1);

@@ -60,6 +60,17 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
         }
         None => {}
     }
+    // Filters cannot be pinned, so they are not among the links.
+    let installed = pins.map(trafmon_common::SELECTOR).exists();
+    if installed && let Ok(crate::clsact::Mode::Clsact) = crate::loader::tc_mode() {
+        let filter = crate::clsact::Filter::of(&config.pin_dir);
+        writeln!(
+            out,
+            "attached:   tc programs as clsact filters, priority {} handle {:#x}, on the watched interfaces (not pinned, so not listed here: `tc filter show dev IF ingress` lists them)",
+            filter.priority,
+            u32::from(filter.handle)
+        )?;
+    }
     // Program names by id, so that each link shows which program it runs
     // (`tcd_*`: the device only, see `address_interfaces`).
     let programs: BTreeMap<u32, String> = aya::programs::loaded_programs()

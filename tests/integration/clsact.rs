@@ -1,0 +1,109 @@
+//! On a kernel without TCX links (before Linux 6.6) the tc programs are
+//! `clsact` filters; `TRAFMON_TC=clsact` chooses them on this one. They
+//! count exactly, keep counting while no agent runs, take the next
+//! agent's programs in place without losing or doubling a packet, follow
+//! a device made anew, and `trafmon uninstall` deletes them.
+
+use std::{thread::sleep, time::Duration};
+
+use crate::harness::{Env, Paced, assert_paced, trafmon_bin};
+
+const CLSACT: [(&str, &str); 1] = [("TRAFMON_TC", "clsact")];
+
+/// The program ids of the trafmon filters on the veth's `hook`.
+fn filter_programs(env: &Env, hook: &str) -> Vec<u32> {
+    let shown = env.a.exec(&["tc", "filter", "show", "dev", &env.va, hook]);
+    shown
+        .lines()
+        .filter(|l| l.contains(" tc_eth_"))
+        .map(|l| {
+            let id = l.split(" id ").nth(1).and_then(|r| r.split(' ').next());
+            id.and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a program id in {l:?}"))
+        })
+        .collect()
+}
+
+/// Both hooks' filters: one each, with their program ids.
+fn one_filter_per_hook(env: &Env) -> [u32; 2] {
+    ["ingress", "egress"].map(|hook| match filter_programs(env, hook)[..] {
+        [id] => id,
+        ref other => panic!("one trafmon filter on {hook} of {}: {other:?}", env.va),
+    })
+}
+
+/// Two restarts in the middle of paced traffic both ways, with counting
+/// by the filters alone in between: the UID and the address equal their
+/// iptables rules and the veth its statistics exactly; each start put its
+/// own programs into the same two filters; the uninstall deleted them.
+#[test]
+fn clsact_filters_count_exactly_across_restarts_and_uninstall_deletes_them() {
+    let env = Env::new("");
+    let agent = env.agent_with(&CLSACT);
+    let paced = Paced::start(&env, 61080, 9730);
+    let first = one_filter_per_hook(&env);
+    assert!(
+        !env.pin_dir
+            .join("links")
+            .join(format!("tc_ingress@{}", env.va))
+            .exists(),
+        "filters, not TCX links"
+    );
+    sleep(Duration::from_millis(700));
+    agent.stop();
+    sleep(Duration::from_millis(500));
+    let agent = env.agent_with(&CLSACT);
+    let second = one_filter_per_hook(&env);
+    sleep(Duration::from_millis(700));
+    agent.stop();
+    let agent = env.agent_with(&CLSACT);
+    let third = one_filter_per_hook(&env);
+    for (a, b) in [(first, second), (second, third)] {
+        assert!(
+            a[0] != b[0] && a[1] != b[1],
+            "each start hands the filters its programs: {a:?} then {b:?}"
+        );
+    }
+    let status = env
+        .a
+        .command(trafmon_bin())
+        .envs(CLSACT)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("status")
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("attached:   tc programs as clsact filters, priority 49374 handle"),
+        "{status}"
+    );
+    let uid = paced.finish();
+    sleep(Duration::from_millis(300));
+    agent.stop();
+    assert_paced(&env, uid);
+    // In the agent's namespace, where its filters are.
+    let out = env
+        .a
+        .command(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("uninstall")
+        .output()
+        .expect("uninstall");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for hook in ["ingress", "egress"] {
+        assert_eq!(filter_programs(&env, hook), Vec::<u32>::new(), "{hook}");
+    }
+}
+
+/// A device removed and made again under the same name gets filters again
+/// at once, as it gets TCX links.
+#[test]
+fn a_device_made_anew_gets_its_filters_again() {
+    crate::iface::made_anew_is_attached_at_once_and_counted(&CLSACT);
+}
