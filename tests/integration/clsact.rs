@@ -107,3 +107,12 @@ fn clsact_filters_count_exactly_across_restarts_and_uninstall_deletes_them() {
 fn a_device_made_anew_gets_its_filters_again() {
     crate::iface::made_anew_is_attached_at_once_and_counted(&CLSACT);
 }
+
+/// A device renamed while it carries traffic keeps its filters, which the
+/// agent finds again under the new name: nothing goes uncounted.
+#[test]
+fn a_device_renamed_while_up_keeps_its_filters() {
+    crate::iface::renamed_while_up_keeps_being_counted(&CLSACT, |renamed| {
+        (format!("link=tc_egress@{renamed}"), 1)
+    });
+}

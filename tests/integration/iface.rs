@@ -73,16 +73,28 @@ pub fn made_anew_is_attached_at_once_and_counted(vars: &[(&str, &str)]) {
 /// the address's equal the device's statistics and iptables rules exactly.
 #[test]
 fn an_interface_renamed_while_up_keeps_being_counted() {
+    renamed_while_up_keeps_being_counted(&[], |_| ("interface renamed".into(), 2));
+}
+
+/// [`an_interface_renamed_while_up_keeps_being_counted`], with the agent's
+/// environment `vars`; `moved` gives, for the new name, the log line that
+/// says the programs are on it under that name and how many times it
+/// comes.
+pub fn renamed_while_up_keeps_being_counted(
+    vars: &[(&str, &str)],
+    moved: impl Fn(&str) -> (String, usize),
+) {
     let env = Env::auto("");
-    let agent = env.agent();
+    let agent = env.agent_with(vars);
     let paced = Paced::start(&env, 61070, 9720);
     sleep(Duration::from_millis(1200));
     let renamed = format!("{}r", env.va);
     env.a
         .exec(&["ip", "link", "set", &env.va, "name", &renamed]);
+    let (line, times) = moved(&renamed);
     assert!(
-        agent.wait_logged("interface renamed", 2, Duration::from_secs(5)),
-        "both links went with the device"
+        agent.wait_logged(&line, times, Duration::from_secs(5)),
+        "both hooks went with the device: {line:?} {times} times"
     );
     let uid = paced.finish();
     sleep(Duration::from_millis(300));
