@@ -116,3 +116,28 @@ fn a_device_renamed_while_up_keeps_its_filters() {
         (format!("link=tc_egress@{renamed}"), 1)
     });
 }
+
+/// An interface taken out of `interfaces` while no agent runs loses its
+/// filters at the next start, as it loses its TCX links: filters are not
+/// pinned, so the start looks for them on every interface it does not
+/// watch.
+#[test]
+fn filters_of_an_interface_no_longer_watched_are_deleted_at_the_next_start() {
+    let env = Env::new("");
+    env.agent_with(&CLSACT).stop();
+    one_filter_per_hook(&env);
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    let watched = format!("interfaces = [\"{}\"]", env.va);
+    assert!(config.contains(&watched), "{config}");
+    std::fs::write(
+        &env.config,
+        config.replace(&watched, "interfaces = [\"lo\"]"),
+    )
+    .expect("config");
+    let agent = env.agent_with(&CLSACT);
+    for hook in ["ingress", "egress"] {
+        assert_eq!(filter_programs(&env, hook), Vec::<u32>::new(), "{hook}");
+    }
+    assert!(agent.logged("interface no longer watched"));
+    agent.stop();
+}

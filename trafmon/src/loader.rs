@@ -197,6 +197,9 @@ pub struct Installed {
     /// In [`clsact::Mode::Clsact`]: the device (ifindex) each interface's
     /// filters were put on, by the interface's name then.
     devices: BTreeMap<String, u32>,
+    /// In [`clsact::Mode::Clsact`]: whether the filters of interfaces no
+    /// longer watched have been looked for (once, at the start).
+    swept: bool,
 }
 
 const CGROUP_INGRESS: &str = "cgroup_ingress";
@@ -258,6 +261,7 @@ impl Installed {
             mode,
             filter: clsact::Filter::of(&config.pin_dir),
             devices: BTreeMap::new(),
+            swept: false,
         };
         this.load_programs()?;
         this.set_local_networks(&config.local_networks)?;
@@ -473,6 +477,12 @@ impl Installed {
         }
         if self.mode == clsact::Mode::Clsact {
             self.forget_filters(&wanted)?;
+            if !self.swept {
+                // Filters are not pinned, so those a former run put on
+                // interfaces no longer watched are found only here, once.
+                self.sweep_unwanted(&present, &wanted)?;
+                self.swept = true;
+            }
         }
         // One interface that cannot be attached does not keep the others
         // from being attached; the first failure is returned.
@@ -498,6 +508,29 @@ impl Installed {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Deletes this pin directory's filters from the present interfaces
+    /// that are not `wanted`.
+    fn sweep_unwanted(
+        &self,
+        present: &BTreeMap<String, Interface>,
+        wanted: &BTreeMap<String, &Interface>,
+    ) -> Result<(), LoaderError> {
+        for name in present.keys().filter(|n| !wanted.contains_key(*n)) {
+            for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
+                let detached = clsact::detach(name, kind, self.filter).map_err(|source| {
+                    LoaderError::Attach {
+                        what: format!("(detaching) the filters of {name}"),
+                        source,
+                    }
+                })?;
+                if detached {
+                    tracing::info!(interface = %name, "interface no longer watched: detached");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// In [`clsact::Mode::Clsact`]: forgets the filters of interfaces
