@@ -141,3 +141,11 @@ fn filters_of_an_interface_no_longer_watched_are_deleted_at_the_next_start() {
     assert!(agent.logged("interface no longer watched"));
     agent.stop();
 }
+
+/// New map sizes at a restart in the middle of traffic: the programs
+/// loaded with the new maps go into the filters, so nothing is counted
+/// into maps that nobody reads any more.
+#[test]
+fn new_map_sizes_reach_the_filters_and_lose_nothing() {
+    crate::resize::grown_at_restart_loses_nothing(&CLSACT);
+}

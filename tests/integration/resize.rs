@@ -24,8 +24,8 @@ fn shown_size(status: &str, name: &str) -> u32 {
 
 /// Paced traffic (UID `uid`, port `port`) counted by an agent with SMALL
 /// maps for a while; then the agent stops and the config asks for LARGE.
-fn paced_then_grown(env: &Env, uid: u32, port: u16) -> Paced {
-    let agent = env.agent();
+fn paced_then_grown(env: &Env, uid: u32, port: u16, vars: &[(&str, &str)]) -> Paced {
+    let agent = env.agent_with(vars);
     let paced = Paced::start(env, uid, port);
     sleep(Duration::from_millis(1200));
     agent.stop();
@@ -61,9 +61,15 @@ fn assert_grown(env: &Env, uid: u32) {
 /// reads.
 #[test]
 fn changed_map_sizes_apply_at_restart_and_lose_nothing() {
+    grown_at_restart_loses_nothing(&[]);
+}
+
+/// [`changed_map_sizes_apply_at_restart_and_lose_nothing`], with the
+/// agent's environment `vars`.
+pub fn grown_at_restart_loses_nothing(vars: &[(&str, &str)]) {
     let env = Env::new(SMALL);
-    let paced = paced_then_grown(&env, 61050, 9700);
-    let agent = env.agent();
+    let paced = paced_then_grown(&env, 61050, 9700, vars);
+    let agent = env.agent_with(vars);
     assert!(
         agent.logged("resized"),
         "the restart resized the maps while traffic flowed"
@@ -82,7 +88,7 @@ fn changed_map_sizes_apply_at_restart_and_lose_nothing() {
 #[test]
 fn kill_9_after_a_resize_removed_pins_loses_and_doubles_nothing() {
     let env = Env::new(SMALL);
-    let paced = paced_then_grown(&env, 61051, 9701);
+    let paced = paced_then_grown(&env, 61051, 9701, &[]);
     for killed in 1..=2 {
         let status = env
             .a
