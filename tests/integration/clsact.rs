@@ -149,3 +149,15 @@ fn filters_of_an_interface_no_longer_watched_are_deleted_at_the_next_start() {
 fn new_map_sizes_reach_the_filters_and_lose_nothing() {
     crate::resize::grown_at_restart_loses_nothing(&CLSACT);
 }
+
+/// Filters on the loopback device (a clsact qdisc there too).
+#[test]
+fn filters_on_lo_count_exactly() {
+    crate::loopback::loopback_counts_exactly(&CLSACT);
+}
+
+/// Filters on a tun device (no link-layer header).
+#[test]
+fn filters_on_a_tun_device_count_exactly() {
+    crate::tun::tun_counts_exactly(&CLSACT);
+}

@@ -8,8 +8,14 @@ use crate::harness::{As, Env, add_rule, addresses, assert_address, assert_link, 
 /// Traffic between two addresses of `lo` in namespace `a`, IPv4 and IPv6.
 #[test]
 fn loopback_counts_equal_iptables_and_its_statistics() {
+    loopback_counts_exactly(&[]);
+}
+
+/// [`loopback_counts_equal_iptables_and_its_statistics`], with the agent's environment
+/// `vars`.
+pub fn loopback_counts_exactly(vars: &[(&str, &str)]) {
     let env = Env::watching("lo", "");
-    let agent = env.agent();
+    let agent = env.agent_with(vars);
     let addrs = [("192.0.2.1", false), ("2001:db8::1", true)];
     for (i, (addr, v6)) in addrs.iter().enumerate() {
         let host = format!("{addr}/{}", if *v6 { 128 } else { 32 });

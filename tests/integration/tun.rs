@@ -9,10 +9,16 @@ const TUN: &str = "tmtun0";
 
 #[test]
 fn tun_counts_equal_iptables_and_its_statistics() {
+    tun_counts_exactly(&[]);
+}
+
+/// [`tun_counts_equal_iptables_and_its_statistics`], with the agent's environment
+/// `vars`.
+pub fn tun_counts_exactly(vars: &[(&str, &str)]) {
     let env = Env::watching(TUN, "");
     env.a
         .exec(&["ip", "tuntap", "add", "dev", TUN, "mode", "tun"]);
-    let agent = env.agent();
+    let agent = env.agent_with(vars);
     let root = As::root(&env.a);
     let per_family = 20;
     let reflector = env.traffic(root, &["tun-reflect", TUN, &(2 * per_family).to_string()]);
