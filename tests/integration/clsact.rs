@@ -161,3 +161,29 @@ fn filters_on_lo_count_exactly() {
 fn filters_on_a_tun_device_count_exactly() {
     crate::tun::tun_counts_exactly(&CLSACT);
 }
+
+/// A listed interface renamed to a name that is not listed loses its
+/// filters while the agent runs: the device is no longer watched.
+#[test]
+fn a_device_renamed_out_of_the_list_loses_its_filters() {
+    let env = Env::new("");
+    let agent = env.agent_with(&CLSACT);
+    one_filter_per_hook(&env);
+    let renamed = format!("{}x", env.va);
+    env.a
+        .exec(&["ip", "link", "set", &env.va, "name", &renamed]);
+    let filtered = |hook: &str| {
+        let shown = env.a.exec(&["tc", "filter", "show", "dev", &renamed, hook]);
+        shown.contains(" tc_eth_")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while filtered("ingress") || filtered("egress") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{renamed} kept its filters for 15 s"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    assert!(agent.logged(&format!("interface={renamed}")), "and said so");
+    agent.stop();
+}

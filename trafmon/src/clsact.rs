@@ -142,16 +142,24 @@ pub fn detach(ifname: &str, kind: TcAttachType, filter: Filter) -> Result<bool, 
     }
 }
 
+/// Deletes this pin directory's filters from both hooks of `ifname`;
+/// `Ok(false)` when there were none.
+pub fn detach_both(ifname: &str, filter: Filter) -> Result<bool, ProgramError> {
+    let mut any = false;
+    for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
+        any |= detach(ifname, kind, filter)?;
+    }
+    Ok(any)
+}
+
 /// Deletes this pin directory's filters from every interface of this
-/// network namespace; returns how many there were.
+/// network namespace; returns from how many interfaces.
 pub fn sweep(pin_dir: &std::path::Path) -> io::Result<usize> {
     let filter = Filter::of(pin_dir);
     let mut removed = 0;
     for name in crate::ifaces::list().map_err(io::Error::from)?.keys() {
-        for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
-            if detach(name, kind, filter).map_err(io::Error::other)? {
-                removed += 1;
-            }
+        if detach_both(name, filter).map_err(io::Error::other)? {
+            removed += 1;
         }
     }
     Ok(removed)

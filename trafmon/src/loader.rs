@@ -518,44 +518,46 @@ impl Installed {
         wanted: &BTreeMap<String, &Interface>,
     ) -> Result<(), LoaderError> {
         for name in present.keys().filter(|n| !wanted.contains_key(*n)) {
-            for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
-                let detached = clsact::detach(name, kind, self.filter).map_err(|source| {
-                    LoaderError::Attach {
-                        what: format!("(detaching) the filters of {name}"),
-                        source,
-                    }
-                })?;
-                if detached {
-                    tracing::info!(interface = %name, "interface no longer watched: detached");
-                }
-            }
+            self.detach_filters_of(name)?;
         }
         Ok(())
     }
 
-    /// In [`clsact::Mode::Clsact`]: forgets the filters of interfaces
-    /// whose device is gone or is not the one of that name now (removed
-    /// and made again; or renamed, when its filter is found again under
-    /// the new name), so that they are attached (again), and deletes those
-    /// of interfaces no longer wanted.
+    /// Deletes this pin directory's filters from `name`, saying so when
+    /// there were some.
+    fn detach_filters_of(&self, name: &str) -> Result<(), LoaderError> {
+        let detached =
+            clsact::detach_both(name, self.filter).map_err(|source| LoaderError::Attach {
+                what: format!("(detaching) the filters of {name}"),
+                source,
+            })?;
+        if detached {
+            tracing::info!(interface = %name, "interface no longer watched: detached");
+        }
+        Ok(())
+    }
+
+    /// In [`clsact::Mode::Clsact`]: keeps the filters that are on the
+    /// wanted device of their name; forgets those whose device is gone
+    /// (a device made again under the name gets filters anew) or is
+    /// wanted under a new name (renamed: its filters are found again
+    /// there), and deletes those of a device that is not wanted under the
+    /// name it has now.
     fn forget_filters(&mut self, wanted: &BTreeMap<String, &Interface>) -> Result<(), LoaderError> {
         let devices = std::mem::take(&mut self.devices);
         for (name, index) in devices {
-            let now = nix::net::if_::if_nametoindex(name.as_str()).ok();
-            if now == Some(index) && wanted.contains_key(&name) {
-                self.devices.insert(name, index);
-                continue;
-            }
-            if now == Some(index) {
-                for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
-                    clsact::detach(&name, kind, self.filter).map_err(|source| {
-                        LoaderError::Attach {
-                            what: format!("(detaching) the filters of {name}"),
-                            source,
-                        }
-                    })?;
+            // (nix gives "" for a device that is gone.)
+            let now = nix::net::if_::if_indextoname(index)
+                .ok()
+                .and_then(|n| n.into_string().ok())
+                .filter(|n| !n.is_empty());
+            match now {
+                Some(now) if now == name && wanted.contains_key(&name) => {
+                    self.devices.insert(name, index);
+                    continue;
                 }
-                tracing::info!(interface = %name, "interface no longer watched: detached");
+                Some(now) if !wanted.contains_key(&now) => self.detach_filters_of(&now)?,
+                _ => {}
             }
             self.attached.remove(&Attachment::TcIngress(name.clone()));
             self.attached.remove(&Attachment::TcEgress(name));
