@@ -11,8 +11,13 @@
 //! makes a new filter only where there is none. `trafmon uninstall`
 //! deletes them from every interface ([`sweep`]).
 //!
-//! `TRAFMON_TC=clsact` makes the agent and `trafmon uninstall` use filters
-//! on a kernel that has TCX too (the tests run this path here).
+//! `TRAFMON_TC=clsact` makes the agent use filters on a kernel that has
+//! TCX too (the tests run this path here); `trafmon uninstall` deletes
+//! filters either way. A pin directory's programs must not be attached
+//! both ways at once, which would count each packet twice: the variable
+//! keeps one value for every run on a pin directory, or an uninstall
+//! comes in between (a kernel's mode changes only with a reboot, which
+//! removes both).
 
 use std::io;
 
