@@ -155,8 +155,9 @@ fn addresses_are_counted_only_on_address_interfaces() {
 
 /// GRO on `a`'s veth merges the frames `b` sends (cut by `b` itself: TSO
 /// and GSO off there) into larger packets before tc and iptables see them:
-/// per-address counts still equal the rules exactly, while the device's
-/// own statistics count every frame (README, How to read the numbers).
+/// per-address counts, IPv4 and IPv6, still equal the rules exactly, while
+/// the device's own statistics count every frame (README, How to read the
+/// numbers).
 #[test]
 fn per_ip_equals_iptables_when_gro_merges_received_frames() {
     let env = Env::new("");
@@ -165,26 +166,39 @@ fn per_ip_equals_iptables_when_gro_merges_received_frames() {
         .exec(&["ethtool", "-K", &env.vb, "tso", "off", "gso", "off"]);
     let agent = env.agent();
     env.up(&[]);
-    add_rule(&env.a, false, "INPUT", &["-d", "192.0.2.1"], "tm-gro-in");
-    add_rule(&env.a, false, "OUTPUT", &["-s", "192.0.2.1"], "tm-gro-out");
-    let rx = env.traffic(As::root(&env.a), &["tcp-recv", "192.0.2.1", "8000", "1"]);
-    rx.wait_listening();
-    let tx = env.traffic(
-        As::root(&env.b),
-        &["tcp-send", "192.0.2.1", "8000", "20000000"],
-    );
-    finish_all(vec![tx], vec![rx]);
+    let addrs = [("192.0.2.1", false), ("2001:db8::1", true)];
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, (addr, v6)) in addrs.iter().enumerate() {
+        add_rule(
+            &env.a,
+            *v6,
+            "INPUT",
+            &["-d", addr],
+            &format!("tm-gro-in-{i}"),
+        );
+        add_rule(
+            &env.a,
+            *v6,
+            "OUTPUT",
+            &["-s", addr],
+            &format!("tm-gro-out-{i}"),
+        );
+        let port = (8000 + i).to_string();
+        let rx = env.traffic(As::root(&env.a), &["tcp-recv", addr, &port, "1"]);
+        rx.wait_listening();
+        receivers.push(rx);
+        senders.push(env.traffic(As::root(&env.b), &["tcp-send", addr, &port, "20000000"]));
+    }
+    finish_all(senders, receivers);
     std::thread::sleep(std::time::Duration::from_millis(300));
     agent.stop();
     let counts = env.counts("");
-    let ours = assert_address(
-        &counts,
-        &env.a,
-        "192.0.2.1",
-        false,
-        ("tm-gro-in", "tm-gro-out"),
-    );
-    assert!(ours.rx_bytes > 20_000_000, "{ours:?}");
+    for (i, (addr, v6)) in addrs.iter().enumerate() {
+        let rules = (&*format!("tm-gro-in-{i}"), &*format!("tm-gro-out-{i}"));
+        let ours = assert_address(&counts, &env.a, addr, *v6, rules);
+        assert!(ours.rx_bytes > 20_000_000, "{addr}: {ours:?}");
+    }
     // GRO did merge: the device received many more frames than tc saw.
     let link = count_of(&counts, Kind::Iface, &env.va);
     let device = Env::link_stats(&env.a, &env.va);
