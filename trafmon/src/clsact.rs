@@ -72,9 +72,12 @@ impl Filter {
     /// hashed from the directory's path (FNV-1a, written out here because
     /// it must never change between versions, which a library's hasher
     /// does not promise), never 0, which asks the kernel to choose one.
+    /// The path is taken in its plain form (no trailing or doubled `/`),
+    /// so that spelling it another way keeps its filters.
     pub fn of(pin_dir: &std::path::Path) -> Self {
+        let plain: std::path::PathBuf = pin_dir.components().collect();
         let mut h: u32 = 0x811c_9dc5;
-        for b in pin_dir.as_os_str().as_encoded_bytes() {
+        for b in plain.as_os_str().as_encoded_bytes() {
             h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
         }
         let h = h.max(1);
@@ -180,6 +183,7 @@ mod tests {
         let b = Filter::of("/sys/fs/bpf/trafmon-2".as_ref());
         assert_ne!(a.handle, b.handle);
         assert_eq!(a, Filter::of("/sys/fs/bpf/trafmon".as_ref()));
+        assert_eq!(a, Filter::of("/sys/fs/bpf//trafmon/".as_ref()));
         assert_eq!(a.priority, PRIORITY);
         // FNV-1a of the path (as computed elsewhere); part of the on-host
         // state, so it must not change.
