@@ -187,3 +187,10 @@ fn a_device_renamed_out_of_the_list_loses_its_filters() {
     assert!(agent.logged(&format!("interface={renamed}")), "and said so");
     agent.stop();
 }
+
+/// Filters need no more than the systemd unit's capabilities (`tc` is
+/// `CAP_NET_ADMIN`), at a start, a restart and a reload.
+#[test]
+fn filters_work_with_only_the_units_capabilities() {
+    crate::systemd::counts_with_only_the_units_capabilities(&CLSACT);
+}

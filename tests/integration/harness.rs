@@ -216,10 +216,10 @@ impl Env {
         Agent::start(self, vars)
     }
 
-    /// Starts the agent through `wrapper` (`setpriv ...`), which ends
-    /// with the program it runs.
-    pub fn agent_wrapped(&self, wrapper: &[&str]) -> Agent {
-        Agent::start_with(self, &[], wrapper)
+    /// Starts the agent with extra environment variables through
+    /// `wrapper` (`setpriv ...`), which ends with the program it runs.
+    pub fn agent_wrapped(&self, vars: &[(&str, &str)], wrapper: &[&str]) -> Agent {
+        Agent::start_with(self, vars, wrapper)
     }
 
     /// Pins a map `name` made as another version might have made it

@@ -4,7 +4,7 @@
 
 use std::{fs, path::Path, process::Command};
 
-use crate::harness::{As, Env, add_owner_rules, assert_uid_tx, trafmon_bin};
+use crate::harness::{As, Env, add_owner_rules, assert_link, assert_uid_tx, trafmon_bin};
 
 /// A scratch root, removed on drop.
 struct Root(std::path::PathBuf);
@@ -84,6 +84,13 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
 /// across a reload (SIGHUP), which does the same in the same process.
 #[test]
 fn the_agent_counts_with_only_the_units_capabilities() {
+    counts_with_only_the_units_capabilities(&[]);
+}
+
+/// [`the_agent_counts_with_only_the_units_capabilities`], with the agent's
+/// environment `vars`; the veth's counts are checked against its
+/// statistics too, so that the tc programs are seen to run.
+pub fn counts_with_only_the_units_capabilities(vars: &[(&str, &str)]) {
     let env = Env::new("");
     let caps = "-all,+bpf,+perfmon,+net_admin";
     let wrapper = [
@@ -96,7 +103,7 @@ fn the_agent_counts_with_only_the_units_capabilities() {
         caps,
         "--",
     ];
-    let agent = env.agent_wrapped(&wrapper);
+    let agent = env.agent_wrapped(vars, &wrapper);
     env.up(&[]);
     add_owner_rules(&env.a, 61301, false);
     let who = As::user(&env.a, 61301);
@@ -105,7 +112,7 @@ fn the_agent_counts_with_only_the_units_capabilities() {
     agent.stop();
     // A restart, as `systemctl restart` after an upgrade: the pinned links
     // get the new programs, with the same capabilities.
-    let agent = env.agent_wrapped(&wrapper);
+    let agent = env.agent_wrapped(vars, &wrapper);
     assert_eq!(env.send(who, "192.0.2.100", "7601", 100_000), 100_000);
     // A reload, as `systemctl reload`: the same, in the same process.
     agent.signal(libc::SIGHUP);
@@ -118,4 +125,5 @@ fn the_agent_counts_with_only_the_units_capabilities() {
     agent.stop();
     let ours = assert_uid_tx(&env.counts(""), &env.a, 61301, false);
     assert!(ours.tx_bytes > 400_000);
+    assert_link(&env, &env.va, &[]);
 }
