@@ -1,8 +1,10 @@
 //! On a kernel without TCX links (before Linux 6.6) the tc programs are
 //! `clsact` filters; `TRAFMON_TC=clsact` chooses them on this one. They
-//! count exactly, keep counting while no agent runs, take the next
-//! agent's programs in place without losing or doubling a packet, follow
-//! a device made anew, and `trafmon uninstall` deletes them.
+//! count exactly on each framing, keep counting while no agent runs, take
+//! the next agent's programs in place without losing or doubling a
+//! packet (new map sizes and the unit's capabilities too), follow a device
+//! made anew or renamed, leave devices no longer watched, and `trafmon
+//! uninstall` deletes them.
 
 use std::{thread::sleep, time::Duration};
 
