@@ -43,15 +43,30 @@ pub const VARIABLE: &str = "TRAFMON_TC";
 #[error("{VARIABLE}={0:?}: must be \"tcx\" or \"clsact\" (or unset: TCX where the kernel has it)")]
 pub struct ModeError(String);
 
-/// The mode of this kernel, or the one [`VARIABLE`] asks for. `tcx` is
-/// whether the kernel has TCX links.
-pub fn mode(tcx: impl FnOnce() -> bool) -> Result<Mode, ModeError> {
+/// How to attach the tc programs: as [`VARIABLE`] says, or else with TCX
+/// links where the kernel has them (Linux 6.6) and as filters otherwise.
+/// Probed with a query of `lo`'s TCX programs, which an older kernel
+/// refuses with `EINVAL` (its attach type is unknown there), rather than
+/// judged by the version number, which distribution kernels backport
+/// features around. Anything else the query meets is left to the attach
+/// to report.
+pub fn mode() -> Result<Mode, ModeError> {
     match std::env::var(VARIABLE).ok().as_deref() {
-        None | Some("") => Ok(if tcx() { Mode::Tcx } else { Mode::Clsact }),
+        None | Some("") => Ok(
+            match SchedClassifier::query_tcx("lo", TcAttachType::Ingress) {
+                Err(ProgramError::SyscallError(e)) if tcx_missing(&e.io_error) => Mode::Clsact,
+                _ => Mode::Tcx,
+            },
+        ),
         Some("tcx") => Ok(Mode::Tcx),
         Some("clsact") => Ok(Mode::Clsact),
         Some(other) => Err(ModeError(other.into())),
     }
+}
+
+/// Whether a TCX query failed because the kernel does not know TCX.
+fn tcx_missing(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// The priority of every trafmon filter: after the filters of lower
@@ -86,6 +101,23 @@ impl Filter {
             handle: TcHandle::new((h >> 16) as u16, h as u16),
         }
     }
+}
+
+/// Deleting this pin directory's filters failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DetachError {
+    /// The interfaces to look at could not be listed.
+    #[error("cannot list network interfaces")]
+    Interfaces(#[source] nix::Error),
+    /// Deleting a filter failed.
+    #[error("cannot delete the tc filters of {interface}")]
+    Filter {
+        /// The interface.
+        interface: String,
+        /// Why.
+        #[source]
+        source: ProgramError,
+    },
 }
 
 /// The error number behind a tc error, if any.
@@ -137,7 +169,7 @@ pub fn attach(
 
 /// Deletes this pin directory's filter from `ifname`'s hook; `Ok(false)`
 /// when there was none.
-pub fn detach(ifname: &str, kind: TcAttachType, filter: Filter) -> Result<bool, ProgramError> {
+fn detach(ifname: &str, kind: TcAttachType, filter: Filter) -> Result<bool, ProgramError> {
     use aya::programs::links::Link as _;
     let ours = SchedClassifierLink::attached(ifname, kind, filter.priority, filter.handle, None)
         .map_err(TcError::IoError)?;
@@ -152,30 +184,46 @@ pub fn detach(ifname: &str, kind: TcAttachType, filter: Filter) -> Result<bool, 
 
 /// Deletes this pin directory's filters from both hooks of `ifname`;
 /// `Ok(false)` when there were none.
-pub fn detach_both(ifname: &str, filter: Filter) -> Result<bool, ProgramError> {
+pub fn detach_both(ifname: &str, filter: Filter) -> Result<bool, DetachError> {
     let mut any = false;
     for kind in [TcAttachType::Ingress, TcAttachType::Egress] {
-        any |= detach(ifname, kind, filter)?;
+        any |= detach(ifname, kind, filter).map_err(|source| DetachError::Filter {
+            interface: ifname.into(),
+            source,
+        })?;
     }
     Ok(any)
 }
 
 /// Deletes this pin directory's filters from every interface of this
-/// network namespace; returns from how many interfaces.
-pub fn sweep(pin_dir: &std::path::Path) -> io::Result<usize> {
+/// network namespace.
+pub fn sweep(pin_dir: &std::path::Path) -> Result<(), DetachError> {
     let filter = Filter::of(pin_dir);
-    let mut removed = 0;
-    for name in crate::ifaces::list().map_err(io::Error::from)?.keys() {
-        if detach_both(name, filter).map_err(io::Error::other)? {
-            removed += 1;
-        }
+    for name in crate::ifaces::list()
+        .map_err(DetachError::Interfaces)?
+        .keys()
+    {
+        detach_both(name, filter)?;
     }
-    Ok(removed)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unknown_attach_type_means_no_tcx() {
+        // What a kernel before 6.6 answers a TCX query with.
+        assert!(tcx_missing(&io::Error::from_raw_os_error(libc::EINVAL)));
+        // Not root, or no such device: left to the attach to report.
+        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::ENODEV)));
+        // This kernel (6.18) has TCX.
+        if std::env::var_os(VARIABLE).is_none() {
+            assert_eq!(mode().unwrap(), Mode::Tcx);
+        }
+    }
 
     #[test]
     fn each_pin_directory_has_its_own_stable_filter() {

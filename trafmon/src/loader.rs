@@ -112,15 +112,9 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
-    /// The tc filters (clsact) could not be deleted.
-    #[error("cannot delete the tc filters (clsact) of {}", pin_dir.display())]
-    Filters {
-        /// The pin directory they belong to.
-        pin_dir: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
+    /// This pin directory's tc filters (clsact) could not be deleted.
+    #[error(transparent)]
+    Filters(#[from] clsact::DetachError),
     /// A bad `TRAFMON_TC`.
     #[error(transparent)]
     TcMode(#[from] clsact::ModeError),
@@ -230,7 +224,7 @@ impl Installed {
     /// Loads the programs (reusing pinned maps), attaches them to the cgroup
     /// and the interfaces of `config`, and pins everything.
     pub fn install(config: &Config) -> Result<Self, LoaderError> {
-        let mode = tc_mode()?;
+        let mode = clsact::mode()?;
         let pins = PinDir::new(&config.pin_dir);
         mounts::ensure_bpffs(pins.root())?;
         for dir in [pins.maps(), pins.links()] {
@@ -526,12 +520,7 @@ impl Installed {
     /// Deletes this pin directory's filters from `name`, saying so when
     /// there were some.
     fn detach_filters_of(&self, name: &str) -> Result<(), LoaderError> {
-        let detached =
-            clsact::detach_both(name, self.filter).map_err(|source| LoaderError::Attach {
-                what: format!("(detaching) the filters of {name}"),
-                source,
-            })?;
-        if detached {
+        if clsact::detach_both(name, self.filter)? {
             tracing::info!(interface = %name, "interface no longer watched: detached");
         }
         Ok(())
@@ -661,26 +650,6 @@ impl Installed {
         })?;
         pin(fd, &path, &what)
     }
-}
-
-/// How to attach the tc programs: with TCX links where the kernel has
-/// them (Linux 6.6), as `clsact` filters otherwise ([`clsact`]). Probed
-/// with a query of `lo`'s TCX programs, which an older kernel refuses
-/// with `EINVAL` (its attach type is unknown there), rather than judged by
-/// the version number, which distribution kernels backport features
-/// around. Anything else the query meets is left to the attach to report.
-pub fn tc_mode() -> Result<clsact::Mode, clsact::ModeError> {
-    clsact::mode(|| {
-        !matches!(
-            SchedClassifier::query_tcx("lo", TcAttachType::Ingress),
-            Err(ProgramError::SyscallError(e)) if tcx_missing(&e.io_error)
-        )
-    })
-}
-
-/// Whether a TCX query failed because the kernel does not know TCX.
-fn tcx_missing(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Fails when the pinned cgroup links under `config`'s pin directory
@@ -821,14 +790,10 @@ pub fn uninstall(pin_dir: &Path) -> Result<usize, LoaderError> {
 }
 
 /// Deletes the tc filters (clsact, [`clsact::Mode::Clsact`]) of the agent
-/// that pins under `pin_dir` from every interface; returns how many there
-/// were. Where the tc programs have TCX links there are none, and this
-/// only looks.
-pub fn detach_filters(pin_dir: &Path) -> Result<usize, LoaderError> {
-    clsact::sweep(pin_dir).map_err(|source| LoaderError::Filters {
-        pin_dir: pin_dir.into(),
-        source,
-    })
+/// that pins under `pin_dir` from every interface. Where the tc programs
+/// have TCX links there are none, and this only looks.
+pub fn detach_filters(pin_dir: &Path) -> Result<(), LoaderError> {
+    Ok(clsact::sweep(pin_dir)?)
 }
 
 /// Removes every pin in `dir` (a removed link pin detaches its program),
@@ -866,23 +831,5 @@ pub fn remove_dir(path: &Path) -> Result<(), LoaderError> {
             path: path.into(),
             source,
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_an_unknown_attach_type_means_no_tcx() {
-        // What a kernel before 6.6 answers a TCX query with.
-        assert!(tcx_missing(&io::Error::from_raw_os_error(libc::EINVAL)));
-        // Not root, or no such device: left to the attach to report.
-        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::EPERM)));
-        assert!(!tcx_missing(&io::Error::from_raw_os_error(libc::ENODEV)));
-        // This kernel (6.18) has TCX.
-        if std::env::var_os(clsact::VARIABLE).is_none() {
-            assert_eq!(tc_mode().unwrap(), clsact::Mode::Tcx);
-        }
     }
 }

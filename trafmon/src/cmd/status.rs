@@ -62,7 +62,7 @@ pub fn run(_args: &Args, config: &Config) -> anyhow::Result<()> {
     }
     // Filters cannot be pinned, so they are not among the links.
     let installed = pins.map(trafmon_common::SELECTOR).exists();
-    if installed && let Ok(crate::clsact::Mode::Clsact) = crate::loader::tc_mode() {
+    if installed && let Ok(crate::clsact::Mode::Clsact) = crate::clsact::mode() {
         let filter = crate::clsact::Filter::of(&config.pin_dir);
         writeln!(
             out,
