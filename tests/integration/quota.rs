@@ -1,7 +1,7 @@
 //! Quotas: throttling per UID (cgroup_skb) and per IP group (tc) holds the
 //! configured rate while other traffic runs at full speed, blocking stops a
-//! transfer until lifted, the alert command runs once per crossing, and
-//! `trafmon quota` reports what the store holds.
+//! transfer until lifted (or the quota is removed), the alert command runs
+//! once per crossing, and `trafmon quota` reports what the store holds.
 
 use std::{
     fs,
@@ -236,6 +236,62 @@ action = "block"
     wait_state(&env, "cut", "ok");
     assert_eq!(env.send(blocked, "192.0.2.100", "7303", 100_000), 100_000);
     assert!(agent.logged("lifted"), "the lift is logged");
+    drop(agent);
+}
+
+const REMOVED: u32 = 61131;
+
+/// Taking a quota out of the configuration lifts its block at the reload,
+/// with a logged and recorded event, and a restart does not bring it back.
+#[test]
+fn a_blocked_uid_is_free_once_its_quota_is_removed_from_the_configuration() {
+    let quota = format!(
+        r#"
+[[quota]]
+name = "gone"
+user = {REMOVED}
+limit = "64KiB"
+action = "block"
+"#
+    );
+    let env = Env::new(&quota);
+    let agent = env.agent();
+    env.up(&[]);
+    let blocked = As::user(&env.a, REMOVED);
+    let root_b = As::root(&env.b);
+    assert_eq!(env.send(blocked, "192.0.2.100", "7310", 100_000), 100_000);
+    wait_state(&env, "gone", "blocked");
+    let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7311", 2);
+    assert_eq!(rx.finish(), 0, "a blocked uid moved data");
+    drop(tx);
+
+    let text = fs::read_to_string(&env.config).expect("config");
+    fs::write(&env.config, text.replace(&quota, "")).expect("config");
+    agent.signal(libc::SIGHUP);
+    assert!(
+        agent.wait_logged(
+            "quota gone: lifted (no longer configured)",
+            1,
+            Duration::from_secs(15)
+        ),
+        "the lift is logged"
+    );
+    assert_eq!(env.send(blocked, "192.0.2.100", "7312", 100_000), 100_000);
+
+    // The event is in the store; a restart neither blocks again nor
+    // repeats it.
+    drop(agent);
+    let agent = env.agent();
+    assert_eq!(env.send(blocked, "192.0.2.100", "7313", 100_000), 100_000);
+    let status = env.trafmon(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        status
+            .matches("quota gone: lifted (no longer configured)")
+            .count(),
+        1,
+        "{status}"
+    );
     drop(agent);
 }
 

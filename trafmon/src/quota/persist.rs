@@ -80,6 +80,30 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Forgets the state of the quotas `names` and records `events`
+    /// (quota events' details), in one transaction.
+    pub fn forget_quota_states(
+        &self,
+        names: &[String],
+        events: &[String],
+    ) -> Result<(), StoreError> {
+        let err = |e| self.sql("forget the state of removed quotas", e);
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let now = Timestamp::now().as_millisecond();
+        for name in names {
+            tx.execute("DELETE FROM quota_state WHERE name = ?1", [name])
+                .map_err(err)?;
+        }
+        for detail in events {
+            tx.execute(
+                "INSERT INTO event (at_ms, kind, detail) VALUES (?1, 'quota', ?2)",
+                params![now, detail],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// The traffic of `entity` in the days that start in `from .. to`: a
     /// quota period always starts and ends on a local day.
     pub fn usage(&self, entity: &Entity, from: i64, to: i64) -> Result<Counters, StoreError> {
