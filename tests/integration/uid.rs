@@ -1,11 +1,14 @@
-//! Per-UID counters equal iptables owner and port rule counters.
+//! Per-UID counters equal iptables owner and port rule counters, and count
+//! a socket in a user namespace under the UID the host sees.
 
 use std::collections::BTreeMap;
 
 use trafmon::store::Kind;
 
+use trafmon_common::Counters;
+
 use crate::harness::{
-    As, Env, add_owner_rules, add_rule, assert_uid_tx, finish_all, rule_counters,
+    As, Env, add_owner_rules, add_rule, assert_uid_tx, count_of, finish_all, rule_counters,
 };
 
 /// The last UID of the per-CPU array of slots, the first one past it, and
@@ -210,5 +213,56 @@ fn per_uid_ingress_equals_iptables_port_rules() {
             "uid {uid}: trafmon rx (packets, bytes) vs INPUT --dport rules"
         );
         assert!(ours.rx_bytes > 100_000, "uid {uid} received traffic");
+    }
+}
+
+/// A socket in a user namespace that maps UIDs 0..65536 to the host's
+/// 300000.. (as an unprivileged container's does) is counted under the UID
+/// the host sees, exactly what the generator sent and received over the
+/// namespace's loopback; the host's user with the number the namespace
+/// sees is not charged a byte.
+#[test]
+fn a_socket_in_a_user_namespace_is_counted_under_its_host_uid() {
+    const BASE: u32 = 300_000;
+    const INNER: u32 = 1000;
+    const SIZE: u64 = 972;
+    const COUNT: u64 = 200;
+    let env = Env::new("");
+    let agent = env.agent();
+    env.up(&[]);
+    let generator = env.traffic(
+        As::user(&env.a, 0),
+        &[
+            "userns-loop",
+            &BASE.to_string(),
+            &INNER.to_string(),
+            &SIZE.to_string(),
+            &COUNT.to_string(),
+        ],
+    );
+    assert_eq!(generator.finish(), SIZE * COUNT);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    agent.stop();
+    let counts = env.counts("");
+    // IPv4 and UDP headers: 28 bytes per datagram.
+    let ip_bytes = (SIZE + 28) * COUNT;
+    let host = count_of(&counts, Kind::Uid, &(BASE + INNER).to_string());
+    assert_eq!(
+        (
+            host.tx_packets,
+            host.tx_bytes,
+            host.rx_packets,
+            host.rx_bytes
+        ),
+        (COUNT, ip_bytes, COUNT, ip_bytes),
+        "uid {}: what the generator sent and received",
+        BASE + INNER
+    );
+    for seen in [INNER, 0] {
+        assert_eq!(
+            count_of(&counts, Kind::Uid, &seen.to_string()),
+            Counters::default(),
+            "uid {seen}, as the namespace sees its socket, is charged nothing"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Per-UID counting at the cgroup_skb hooks.
 
-use aya_ebpf::{helpers::bpf_sk_fullsock, programs::SkBuffContext};
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::SkBuffContext};
 use trafmon_common::{KERNEL_OVERFLOW_UID, KIND_UID, UID_FAST_SLOTS, UID_NO_SOCKET};
 
 use crate::{
@@ -9,22 +9,58 @@ use crate::{
     maps::{UID_A, UID_B, UID_FAST, side},
 };
 
-/// The key of a packet: its socket's UID, or [`UID_NO_SOCKET`] when the
-/// packet has no full socket (the kernel then reports the overflow UID).
+/// `offsetof(struct sock, sk_uid)` in the running kernel, from its BTF;
+/// set by the loader (0: unknown, use the helper).
+#[unsafe(no_mangle)]
+static SK_UID_OFFSET: u32 = 0;
+
+/// The address in `p` as a plain number, copied out of the stack slot that
+/// holds it by the kernel's reader: the verifier forbids arithmetic on
+/// socket pointers and reading a spilled pointer as a number, but lets a
+/// program with CAP_PERFMON hand a stack address to the reader.
+#[inline(always)]
+fn address<T>(p: *const T) -> Option<u64> {
+    let slot = p;
+    // SAFETY: reads this frame's own stack slot.
+    unsafe { bpf_probe_read_kernel((&raw const slot).cast::<u64>()) }.ok()
+}
+
+/// `TCP_TIME_WAIT` and `TCP_NEW_SYN_RECV`: the states of the sockets that
+/// are not full sockets (`sk_fullsock()`), which have no owner of their own.
+const NOT_FULL: u32 = (1 << 6) | (1 << 12);
+
+/// The key of a packet: the UID that owns its socket as the host (the init
+/// user namespace) sees it, also for a socket in a user namespace, where
+/// `bpf_get_socket_uid()` gives the UID as that namespace sees it (a
+/// container's root as 0). Without the offset, or for a packet without a
+/// full socket, the helper's answer: a request socket's listener, else
+/// [`UID_NO_SOCKET`] (the kernel reports the overflow UID).
 #[inline(always)]
 fn uid_key(ctx: &SkBuffContext) -> u32 {
-    let uid = ctx.get_socket_uid();
-    if uid != KERNEL_OVERFLOW_UID {
+    // SAFETY: reading `sk` from the context is what the verifier allows for
+    // cgroup_skb.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return UID_NO_SOCKET;
+    }
+    // SAFETY: `sk` is a non-null socket the verifier lets us read.
+    let full = (1u32 << (unsafe { (*sk).state } & 31)) & NOT_FULL == 0;
+    // SAFETY: a read-only global that the loader sets.
+    let offset = unsafe { core::ptr::read_volatile(&raw const SK_UID_OFFSET) };
+    if full
+        && offset != 0
+        && let Some(at) = address(sk)
+        // SAFETY: the kernel's reader checks the address; `sk_uid` is a
+        // `kuid_t`, one u32.
+        && let Ok(uid) = unsafe { bpf_probe_read_kernel((at + u64::from(offset)) as *const u32) }
+    {
         return uid;
     }
-    // SAFETY: reading `sk` from the context is what the verifier allows for
-    // cgroup_skb; the helper accepts a null-checked socket pointer.
-    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
-    if sk.is_null() || unsafe { bpf_sk_fullsock(sk) }.is_null() {
-        UID_NO_SOCKET
-    } else {
-        uid
+    let uid = ctx.get_socket_uid();
+    if uid != KERNEL_OVERFLOW_UID || full {
+        return uid;
     }
+    UID_NO_SOCKET
 }
 
 /// At cgroup_skb the packet starts at the IP header: `len` is the IP length,

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod flush;
 pub mod grace;
 pub mod ifaces;
+pub mod kernel_btf;
 pub mod layout;
 pub mod link_events;
 pub mod live;

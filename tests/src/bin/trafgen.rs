@@ -12,6 +12,7 @@
 //! trafgen udp-blast ADDR PORT SIZE SECONDS
 //! trafgen udp-count ADDR PORT SECONDS
 //! trafgen tun-reflect DEVICE COUNT
+//! trafgen userns-loop BASE INNER SIZE COUNT
 //!
 //! `udp-blast` sends datagrams of SIZE payload bytes as fast as it can for
 //! SECONDS (at most 60), 64 per `sendmmsg` call, and prints `sent N` with N
@@ -29,6 +30,8 @@
 
 #[path = "trafgen/tun.rs"]
 mod tun;
+#[path = "trafgen/userns.rs"]
+mod userns;
 
 use std::{
     io::{Read, Write},
@@ -67,6 +70,17 @@ fn main() -> ExitCode {
         return report(
             &format!("{mode} {device}"),
             tun::reflect(&device, arg(&args, 3, "count"), TIMEOUT),
+        );
+    }
+    if mode == "userns-loop" {
+        return report(
+            mode,
+            userns::run(
+                arg(&args, 2, "base"),
+                arg(&args, 3, "inner uid"),
+                arg(&args, 4, "size"),
+                arg(&args, 5, "count"),
+            ),
         );
     }
     let ip: IpAddr = arg(&args, 2, "address");

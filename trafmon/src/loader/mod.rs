@@ -32,6 +32,7 @@ use crate::{
     config::{AddressInterfaces, CgroupSetting, Cidr, Config, Interfaces},
     exclusive::{self, LockError},
     ifaces::Framing,
+    kernel_btf,
     layout::{self, LayoutError},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
@@ -243,6 +244,19 @@ impl Installed {
                 loader.map_max_entries(name, entries);
             }
         }
+        // Where a socket's owner lies in this kernel's `struct sock`, so
+        // that the cgroup programs count the UID as the host sees it, also
+        // for sockets in user namespaces (containers). 0 makes them use
+        // the helper, which gives the UID as the socket's namespace sees it.
+        let sk_uid_offset = kernel_btf::sock_uid_offset(Path::new(kernel_btf::VMLINUX))
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    "sockets in user namespaces are counted under their UID as the namespace sees it"
+                );
+                0
+            });
+        loader.override_global("SK_UID_OFFSET", &sk_uid_offset, true);
         let ebpf = loader.load(OBJECT).map_err(LoaderError::Load)?;
         let mut this = Self {
             ebpf,

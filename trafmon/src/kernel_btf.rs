@@ -1,0 +1,195 @@
+//! Offsets of kernel struct members, read from the running kernel's BTF
+//! (`/sys/kernel/btf/vmlinux`), for the one field the programs read that
+//! no helper gives as it is: a socket's owner (`struct sock`, `sk_uid`).
+//!
+//! Written by hand because aya-obj parses BTF but keeps its types' members
+//! to itself, and btf-rs is LGPL, which a static MIT/Apache binary cannot
+//! take; a member lookup is a short walk over the type section.
+
+use std::{fs, io, path::Path};
+
+/// Where the kernel publishes its BTF.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    /// The file cannot be read.
+    #[error("cannot read the kernel's BTF at {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The data is not BTF this walk understands.
+    #[error("the kernel's BTF is malformed or of an unknown kind ({0})")]
+    Malformed(&'static str),
+    /// The struct or its member is not there.
+    #[error("the kernel's BTF has no member `{member}` in `struct {name}`")]
+    Missing {
+        /// The struct.
+        name: &'static str,
+        /// The member.
+        member: &'static str,
+    },
+}
+
+const MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The NUL-terminated name at `off` of the string section `strings`.
+fn name(strings: &[u8], off: u32) -> Option<&[u8]> {
+    let s = strings.get(off as usize..)?;
+    Some(&s[..s.iter().position(|&c| c == 0)?])
+}
+
+/// Bytes that follow the common 12-byte header of a type of `kind` with
+/// `vlen` entries (the BTF format's per-kind layout); `None` for a kind
+/// this walk does not know.
+fn trailer(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+        2 | 7..=12 | 16 | 18 => 0,
+        // INT, VAR, DECL_TAG
+        1 | 14 | 17 => 4,
+        // ARRAY
+        3 => 12,
+        // STRUCT, UNION, DATASEC, ENUM64: 12 bytes per entry
+        4 | 5 | 15 | 19 => 12 * vlen,
+        // ENUM, FUNC_PROTO: 8 bytes per entry
+        6 | 13 => 8 * vlen,
+        _ => return None,
+    })
+}
+
+/// The byte offset of `member` in `struct name`, and the struct's size,
+/// in the BTF `btf`.
+pub fn member_offset(
+    btf: &[u8],
+    name_: &'static str,
+    member: &'static str,
+) -> Result<(u32, u32), BtfError> {
+    let bad = BtfError::Malformed;
+    if u16_at(btf, 0) != Some(MAGIC) {
+        return Err(bad("magic"));
+    }
+    let field = |at| u32_at(btf, at).ok_or(bad("header"));
+    let (hdr_len, type_off, type_len) =
+        (field(4)? as usize, field(8)? as usize, field(12)? as usize);
+    let (str_off, str_len) = (field(16)? as usize, field(20)? as usize);
+    let types = btf
+        .get(hdr_len + type_off..hdr_len + type_off + type_len)
+        .ok_or(bad("type section"))?;
+    let strings = btf
+        .get(hdr_len + str_off..hdr_len + str_off + str_len)
+        .ok_or(bad("string section"))?;
+    let mut at = 0;
+    while at < types.len() {
+        let (name_off, info, size) = (
+            u32_at(types, at).ok_or(bad("type"))?,
+            u32_at(types, at + 4).ok_or(bad("type"))?,
+            u32_at(types, at + 8).ok_or(bad("type"))?,
+        );
+        let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+        let len = trailer(kind, vlen).ok_or(bad("type kind"))?;
+        if kind == KIND_STRUCT && name(strings, name_off) == Some(name_.as_bytes()) {
+            let bitfields = info >> 31 == 1;
+            for m in 0..vlen {
+                let entry = at + 12 + 12 * m;
+                let m_name = u32_at(types, entry).ok_or(bad("member"))?;
+                if name(strings, m_name) != Some(member.as_bytes()) {
+                    continue;
+                }
+                let raw = u32_at(types, entry + 8).ok_or(bad("member"))?;
+                let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
+                if !bits.is_multiple_of(8) {
+                    return Err(bad("member not byte-aligned"));
+                }
+                return Ok((bits / 8, size));
+            }
+        }
+        at += 12 + len;
+    }
+    Err(BtfError::Missing {
+        name: name_,
+        member,
+    })
+}
+
+/// `offsetof(struct sock, sk_uid)` in the running kernel: the socket's
+/// owner as the init user namespace sees it (`kuid_t`, 4 bytes).
+pub fn sock_uid_offset(vmlinux: &Path) -> Result<u32, BtfError> {
+    let btf = fs::read(vmlinux).map_err(|source| BtfError::Read {
+        path: vmlinux.display().to_string(),
+        source,
+    })?;
+    let (offset, size) = member_offset(&btf, "sock", "sk_uid")?;
+    if offset == 0 || offset + 4 > size {
+        return Err(BtfError::Malformed("sk_uid outside struct sock"));
+    }
+    Ok(offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob with one INT and one STRUCT `sock` { int a; int sk_uid@+8 }.
+    fn blob(bitfields: bool) -> Vec<u8> {
+        let strings = b"\0int\0sock\0a\0sk_uid\0";
+        let mut types = Vec::new();
+        // [1] INT "int" size 4, encoding word.
+        for v in [1u32, 1 << 24, 4, 32] {
+            types.extend_from_slice(&v.to_le_bytes());
+        }
+        // [2] STRUCT "sock" size 16, two members.
+        let flag = if bitfields { 1 << 31 } else { 0 };
+        for v in [5u32, flag | (4 << 24) | 2, 16, 10, 1, 0, 12, 1, 64] {
+            types.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC.to_le_bytes());
+        b.extend_from_slice(&[1, 0]);
+        let type_len = types.len() as u32;
+        for v in [24u32, 0, type_len, type_len, strings.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&types);
+        b.extend_from_slice(strings);
+        b
+    }
+
+    #[test]
+    fn finds_a_member_by_struct_and_name() {
+        for bitfields in [false, true] {
+            assert_eq!(
+                member_offset(&blob(bitfields), "sock", "sk_uid").unwrap(),
+                (8, 16)
+            );
+        }
+        assert!(matches!(
+            member_offset(&blob(false), "sock", "sk_gid"),
+            Err(BtfError::Missing { .. })
+        ));
+        assert!(matches!(
+            member_offset(&blob(false)[..30], "sock", "sk_uid"),
+            Err(BtfError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn finds_sk_uid_in_the_running_kernel() {
+        let offset = sock_uid_offset(Path::new(VMLINUX)).unwrap();
+        assert!(offset > 0 && offset.is_multiple_of(4), "{offset}");
+    }
+}
