@@ -497,16 +497,20 @@ where
     fd.pin(path).map(drop).map_err(|e| pin_error(Box::new(e)))
 }
 
+/// The `result` of removing `path`, where a `path` already gone is fine.
+fn removed(path: &Path, result: io::Result<()>) -> Result<(), LoaderError> {
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LoaderError::Remove {
+            path: path.into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Removes the pin `path` if it is there (a link pin: detaches it).
 pub fn remove_pin(path: &Path) -> Result<(), LoaderError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(LoaderError::Remove {
-            path: path.into(),
-            source,
-        }),
-    }
+    removed(path, fs::remove_file(path))
 }
 
 /// The attachments that have a pinned link.
@@ -592,12 +596,5 @@ pub fn remove_pins(dir: &Path) -> Result<usize, LoaderError> {
 
 /// Removes the directory `path` if it is there.
 pub fn remove_dir(path: &Path) -> Result<(), LoaderError> {
-    match fs::remove_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(LoaderError::Remove {
-            path: path.into(),
-            source,
-        }),
-    }
+    removed(path, fs::remove_dir(path))
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::{OptionalExtension as _, Transaction, params};
 use trafmon_common::Counters;
 
 use crate::{
@@ -11,6 +11,17 @@ use crate::{
     quota::engine::State,
     store::{Entity, Store, StoreError},
 };
+
+/// Records quota events (their details) at `now` (Unix ms) in `tx`.
+fn record_quota_events(tx: &Transaction<'_>, now: i64, details: &[String]) -> rusqlite::Result<()> {
+    for detail in details {
+        tx.execute(
+            "INSERT INTO event (at_ms, kind, detail) VALUES (?1, 'quota', ?2)",
+            params![now, detail],
+        )?;
+    }
+    Ok(())
+}
 
 impl Store {
     /// The persisted state of every quota, by name. A version 1 store
@@ -50,13 +61,13 @@ impl Store {
         .map_err(|e| self.sql("read the quota state", e))
     }
 
-    /// Saves the state of quota `name` and its events (kind, detail), in
+    /// Saves the state of quota `name` and its events (their details), in
     /// one transaction: either both or neither survive a crash.
     pub fn save_quota_state(
         &self,
         name: &str,
         s: &State,
-        events: &[(String, String)],
+        events: &[String],
     ) -> Result<(), StoreError> {
         let err = |e| self.sql("save the quota state", e);
         let tx = self.conn.unchecked_transaction().map_err(err)?;
@@ -70,13 +81,7 @@ impl Store {
             params![name, s.period_start, s.warned, s.acted, s.enforced, s.hold_until, now],
         )
         .map_err(err)?;
-        for (kind, detail) in events {
-            tx.execute(
-                "INSERT INTO event (at_ms, kind, detail) VALUES (?1, ?2, ?3)",
-                params![now, kind, detail],
-            )
-            .map_err(err)?;
-        }
+        record_quota_events(&tx, now, events).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -94,13 +99,7 @@ impl Store {
             tx.execute("DELETE FROM quota_state WHERE name = ?1", [name])
                 .map_err(err)?;
         }
-        for detail in events {
-            tx.execute(
-                "INSERT INTO event (at_ms, kind, detail) VALUES (?1, 'quota', ?2)",
-                params![now, detail],
-            )
-            .map_err(err)?;
-        }
+        record_quota_events(&tx, now, events).map_err(err)?;
         tx.commit().map_err(err)
     }
 

@@ -150,10 +150,7 @@ impl Engine {
                     hold_until: state.hold_until,
                 })
                 .collect();
-            let rows: Vec<(String, String)> = mine
-                .iter()
-                .map(|n| ("quota".to_string(), n.summary()))
-                .collect();
+            let rows: Vec<String> = mine.iter().map(Notice::summary).collect();
             store.save_quota_state(&q.name, &state, &rows)?;
             self.states.insert(q.name.clone(), state);
             notices.extend(mine);
