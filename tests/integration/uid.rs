@@ -223,12 +223,26 @@ fn per_uid_ingress_equals_iptables_port_rules() {
 /// sees is not charged a byte.
 #[test]
 fn a_socket_in_a_user_namespace_is_counted_under_its_host_uid() {
+    user_namespace_traffic(&[]);
+}
+
+/// The cgroup programs take a socket's address by the kernel's reader when
+/// another program wrote their per-CPU scratch value in between (rare, and
+/// forced here): the same exact counts.
+#[test]
+fn a_socket_in_a_user_namespace_is_counted_under_its_host_uid_by_the_readers_path() {
+    user_namespace_traffic(&[("TRAFMON_FAULT_SOCKET_READER", "1")]);
+}
+
+/// Runs the user-namespace traffic with an agent started with `vars` and
+/// checks its counts.
+fn user_namespace_traffic(vars: &[(&str, &str)]) {
     const BASE: u32 = 300_000;
     const INNER: u32 = 1000;
     const SIZE: u64 = 972;
     const COUNT: u64 = 200;
     let env = Env::new("");
-    let agent = env.agent();
+    let agent = env.agent_with(vars);
     env.up(&[]);
     let generator = env.traffic(
         As::user(&env.a, 0),
@@ -242,6 +256,11 @@ fn a_socket_in_a_user_namespace_is_counted_under_its_host_uid() {
     );
     assert_eq!(generator.finish(), SIZE * COUNT);
     std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        agent.logged("take socket addresses by the kernel's reader only"),
+        !vars.is_empty(),
+        "the agent loaded its programs with the path the test asked for"
+    );
     agent.stop();
     let counts = env.counts("");
     // IPv4 and UDP headers: 28 bytes per datagram.

@@ -3,7 +3,8 @@
 //! flush (default the first), or after its N-th removal of a side's pins
 //! in a resize (`after-unpin`). `trafmon uninstall` reads it too: its one
 //! flush, `after-detach` (the links removed) and `after-unpin` (the
-//! selector's pin removed). Unset in production.
+//! selector's pin removed). Unset in production. `TRAFMON_FAULT_SOCKET_READER`
+//! makes the cgroup programs take their rare path ([`READER_ONLY_VAR`]).
 
 /// A point in the flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,12 @@ impl Step {
 
 /// The environment variable.
 pub const VAR: &str = "TRAFMON_FAULT";
+
+/// Set (to anything), the cgroup programs take a socket's address with the
+/// kernel's reader only, as they do when another program on the CPU wrote
+/// their scratch value in between: the test of that rare path. Unset in
+/// production.
+pub const READER_ONLY_VAR: &str = "TRAFMON_FAULT_SOCKET_READER";
 
 /// A configured fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -257,6 +257,15 @@ impl Installed {
                 0
             });
         loader.override_global("SK_UID_OFFSET", &sk_uid_offset, true);
+        let reader_only = std::env::var_os(crate::fault::READER_ONLY_VAR).is_some();
+        if reader_only {
+            tracing::warn!(
+                "{} is set: the cgroup programs take socket addresses by the kernel's reader only",
+                crate::fault::READER_ONLY_VAR
+            );
+        }
+        let scratch = u32::from(!reader_only);
+        loader.override_global("SCRATCH_ADDRESS", &scratch, true);
         let ebpf = loader.load(OBJECT).map_err(LoaderError::Load)?;
         let mut this = Self {
             ebpf,
