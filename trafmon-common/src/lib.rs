@@ -73,6 +73,11 @@ pub const FAMILY_IPV6: u32 = 6;
 /// `(uid_t)-1` is never a valid UID, so this key cannot collide with a user.
 pub const UID_NO_SOCKET: u32 = u32::MAX;
 
+/// The helper number of the calls that the loader turns into calls of the
+/// kernel function `bpf_rdonly_cast` (aya cannot relocate calls of kernel
+/// functions): no helper has it.
+pub const KFUNC_MARKER: u32 = 0x7af0_bcde;
+
 /// The UID that `bpf_get_socket_uid` returns when there is no full socket.
 pub const KERNEL_OVERFLOW_UID: u32 = 65534;
 

@@ -9,6 +9,7 @@ mod count;
 mod enforce;
 mod iface;
 mod maps;
+mod owner;
 mod uid;
 
 use aya_ebpf::{

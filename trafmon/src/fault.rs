@@ -3,8 +3,8 @@
 //! flush (default the first), or after its N-th removal of a side's pins
 //! in a resize (`after-unpin`). `trafmon uninstall` reads it too: its one
 //! flush, `after-detach` (the links removed) and `after-unpin` (the
-//! selector's pin removed). Unset in production. `TRAFMON_FAULT_SOCKET_READER`
-//! makes the cgroup programs take their rare path ([`READER_ONLY_VAR`]).
+//! selector's pin removed). Unset in production. [`OWNER_VAR`] makes the
+//! cgroup programs read sockets' owners as on older kernels.
 
 /// A point in the flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +44,35 @@ impl Step {
 /// The environment variable.
 pub const VAR: &str = "TRAFMON_FAULT";
 
-/// Set (to anything), the cgroup programs take a socket's address with the
-/// kernel's reader only, as they do when another program on the CPU wrote
-/// their scratch value in between: the test of that rare path. Unset in
-/// production.
-pub const READER_ONLY_VAR: &str = "TRAFMON_FAULT_SOCKET_READER";
+/// The environment variable that makes the cgroup programs read a
+/// socket's owner the way they do on older kernels, for the tests of those
+/// paths: `scratch` (no `bpf_rdonly_cast`, as before Linux 6.2) or `reader`
+/// (neither that nor the scratch value, as when another program on the CPU
+/// wrote it meanwhile). Unset in production.
+pub const OWNER_VAR: &str = "TRAFMON_FAULT_SOCKET_OWNER";
+
+/// How the cgroup programs may read a socket's owner ([`OWNER_VAR`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerPath {
+    /// The best the kernel has.
+    Best,
+    /// Not through `bpf_rdonly_cast`.
+    Scratch,
+    /// Only through the kernel's reader.
+    Reader,
+}
+
+impl OwnerPath {
+    /// From the environment; a malformed value is an error, not ignored.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(OWNER_VAR).as_deref() {
+            Err(_) => Ok(Self::Best),
+            Ok("scratch") => Ok(Self::Scratch),
+            Ok("reader") => Ok(Self::Reader),
+            Ok(v) => Err(format!("{OWNER_VAR}={v}: expected scratch|reader")),
+        }
+    }
+}
 
 /// A configured fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,6 +38,7 @@ pub enum BtfError {
 
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
+const KIND_FUNC: u32 = 12;
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -72,6 +73,84 @@ fn trailer(kind: u32, vlen: usize) -> Option<usize> {
     })
 }
 
+/// The type and string sections of a BTF blob.
+struct Sections<'a> {
+    types: &'a [u8],
+    strings: &'a [u8],
+}
+
+/// One type of the type section.
+struct Type<'a> {
+    /// Its id (the first type is 1).
+    id: u32,
+    kind: u32,
+    /// The kind-specific flag (STRUCT: members have bitfield offsets).
+    flag: bool,
+    name: Option<&'a [u8]>,
+    /// The size (STRUCT) or the type it refers to (FUNC).
+    size: u32,
+    /// Its entries (STRUCT: 12 bytes per member).
+    entries: &'a [u8],
+}
+
+impl<'a> Sections<'a> {
+    fn of(btf: &'a [u8]) -> Result<Self, BtfError> {
+        let bad = BtfError::Malformed;
+        if u16_at(btf, 0) != Some(MAGIC) {
+            return Err(bad("magic"));
+        }
+        let field = |at| u32_at(btf, at).ok_or(bad("header"));
+        let (hdr_len, type_off, type_len) =
+            (field(4)? as usize, field(8)? as usize, field(12)? as usize);
+        let (str_off, str_len) = (field(16)? as usize, field(20)? as usize);
+        Ok(Self {
+            types: btf
+                .get(hdr_len + type_off..hdr_len + type_off + type_len)
+                .ok_or(bad("type section"))?,
+            strings: btf
+                .get(hdr_len + str_off..hdr_len + str_off + str_len)
+                .ok_or(bad("string section"))?,
+        })
+    }
+
+    /// The first type for which `pick` gives something, and that.
+    fn find<R>(
+        &self,
+        mut pick: impl FnMut(&Type<'a>) -> Result<Option<R>, BtfError>,
+    ) -> Result<Option<R>, BtfError> {
+        let bad = BtfError::Malformed;
+        let (types, mut at, mut id) = (self.types, 0, 1);
+        while at < types.len() {
+            let (name_off, info, size) = (
+                u32_at(types, at).ok_or(bad("type"))?,
+                u32_at(types, at + 4).ok_or(bad("type"))?,
+                u32_at(types, at + 8).ok_or(bad("type"))?,
+            );
+            let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+            let len = trailer(kind, vlen).ok_or(bad("type kind"))?;
+            let ty = Type {
+                id,
+                kind,
+                flag: info >> 31 == 1,
+                name: name(self.strings, name_off),
+                size,
+                entries: types.get(at + 12..at + 12 + len).ok_or(bad("type"))?,
+            };
+            if let Some(found) = pick(&ty)? {
+                return Ok(Some(found));
+            }
+            at += 12 + len;
+            id += 1;
+        }
+        Ok(None)
+    }
+
+    /// The id of the type of `kind` named `wanted`.
+    fn id_of(&self, kind: u32, wanted: &str) -> Result<Option<u32>, BtfError> {
+        self.find(|t| Ok((t.kind == kind && t.name == Some(wanted.as_bytes())).then_some(t.id)))
+    }
+}
+
 /// The byte offset of `member` in `struct name`, and the struct's size,
 /// in the BTF `btf`.
 pub fn member_offset(
@@ -80,73 +159,85 @@ pub fn member_offset(
     member: &'static str,
 ) -> Result<(u32, u32), BtfError> {
     let bad = BtfError::Malformed;
-    if u16_at(btf, 0) != Some(MAGIC) {
-        return Err(bad("magic"));
-    }
-    let field = |at| u32_at(btf, at).ok_or(bad("header"));
-    let (hdr_len, type_off, type_len) =
-        (field(4)? as usize, field(8)? as usize, field(12)? as usize);
-    let (str_off, str_len) = (field(16)? as usize, field(20)? as usize);
-    let types = btf
-        .get(hdr_len + type_off..hdr_len + type_off + type_len)
-        .ok_or(bad("type section"))?;
-    let strings = btf
-        .get(hdr_len + str_off..hdr_len + str_off + str_len)
-        .ok_or(bad("string section"))?;
-    let mut at = 0;
-    while at < types.len() {
-        let (name_off, info, size) = (
-            u32_at(types, at).ok_or(bad("type"))?,
-            u32_at(types, at + 4).ok_or(bad("type"))?,
-            u32_at(types, at + 8).ok_or(bad("type"))?,
-        );
-        let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
-        let len = trailer(kind, vlen).ok_or(bad("type kind"))?;
-        if kind == KIND_STRUCT && name(strings, name_off) == Some(name_.as_bytes()) {
-            let bitfields = info >> 31 == 1;
-            for m in 0..vlen {
-                let entry = at + 12 + 12 * m;
-                let m_name = u32_at(types, entry).ok_or(bad("member"))?;
-                if name(strings, m_name) != Some(member.as_bytes()) {
-                    continue;
-                }
-                let raw = u32_at(types, entry + 8).ok_or(bad("member"))?;
-                let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
-                if !bits.is_multiple_of(8) {
-                    return Err(bad("member not byte-aligned"));
-                }
-                return Ok((bits / 8, size));
-            }
+    let sections = Sections::of(btf)?;
+    let found = sections.find(|t| {
+        if t.kind != KIND_STRUCT || t.name != Some(name_.as_bytes()) {
+            return Ok(None);
         }
-        at += 12 + len;
-    }
-    Err(BtfError::Missing {
+        for m in t.entries.chunks(12) {
+            let m_name = u32_at(m, 0).ok_or(bad("member"))?;
+            if name(sections.strings, m_name) != Some(member.as_bytes()) {
+                continue;
+            }
+            let raw = u32_at(m, 8).ok_or(bad("member"))?;
+            let bits = if t.flag { raw & 0x00ff_ffff } else { raw };
+            if !bits.is_multiple_of(8) {
+                return Err(bad("member not byte-aligned"));
+            }
+            return Ok(Some((bits / 8, t.size)));
+        }
+        Ok(None)
+    })?;
+    found.ok_or(BtfError::Missing {
         name: name_,
         member,
     })
 }
 
-/// `offsetof(struct sock, sk_uid)` in the running kernel: the socket's
-/// owner as the init user namespace sees it (`kuid_t`, 4 bytes).
-pub fn sock_uid_offset(vmlinux: &Path) -> Result<u32, BtfError> {
+/// How the programs read a socket's owner in the running kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOwner {
+    /// `offsetof(struct sock, sk_uid)`: the owner as the init user
+    /// namespace sees it (`kuid_t`, 4 bytes).
+    pub uid_offset: u32,
+    /// The kernel function that types a pointer with the kernel's BTF, if
+    /// the kernel has it (Linux 6.2 and later).
+    pub cast: Option<Cast>,
+}
+
+/// The BTF ids that a call of `bpf_rdonly_cast` on a socket needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cast {
+    /// `struct sock`.
+    pub sock: u32,
+    /// The function `bpf_rdonly_cast`.
+    pub func: u32,
+}
+
+/// [`SocketOwner`] from the BTF `btf`.
+pub fn socket_owner_in(btf: &[u8]) -> Result<SocketOwner, BtfError> {
+    let (uid_offset, size) = member_offset(btf, "sock", "sk_uid")?;
+    if uid_offset == 0 || uid_offset + 4 > size {
+        return Err(BtfError::Malformed("sk_uid outside struct sock"));
+    }
+    let sections = Sections::of(btf)?;
+    let cast = match (
+        sections.id_of(KIND_STRUCT, "sock")?,
+        sections.id_of(KIND_FUNC, "bpf_rdonly_cast")?,
+    ) {
+        (Some(sock), Some(func)) => Some(Cast { sock, func }),
+        _ => None,
+    };
+    Ok(SocketOwner { uid_offset, cast })
+}
+
+/// [`SocketOwner`] in the running kernel, whose BTF is at `vmlinux`.
+pub fn socket_owner(vmlinux: &Path) -> Result<SocketOwner, BtfError> {
     let btf = fs::read(vmlinux).map_err(|source| BtfError::Read {
         path: vmlinux.display().to_string(),
         source,
     })?;
-    let (offset, size) = member_offset(&btf, "sock", "sk_uid")?;
-    if offset == 0 || offset + 4 > size {
-        return Err(BtfError::Malformed("sk_uid outside struct sock"));
-    }
-    Ok(offset)
+    socket_owner_in(&btf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A BTF blob with one INT and one STRUCT `sock` { int a; int sk_uid@+8 }.
-    fn blob(bitfields: bool) -> Vec<u8> {
-        let strings = b"\0int\0sock\0a\0sk_uid\0";
+    /// A BTF blob with one INT and one STRUCT `sock` { int a; int sk_uid@+8 }
+    /// and, `with_cast`, a FUNC `bpf_rdonly_cast`.
+    fn blob(bitfields: bool, with_cast: bool) -> Vec<u8> {
+        let strings = b"\0int\0sock\0a\0sk_uid\0bpf_rdonly_cast\0";
         let mut types = Vec::new();
         // [1] INT "int" size 4, encoding word.
         for v in [1u32, 1 << 24, 4, 32] {
@@ -156,6 +247,12 @@ mod tests {
         let flag = if bitfields { 1 << 31 } else { 0 };
         for v in [5u32, flag | (4 << 24) | 2, 16, 10, 1, 0, 12, 1, 64] {
             types.extend_from_slice(&v.to_le_bytes());
+        }
+        // [3] FUNC "bpf_rdonly_cast" of type 0.
+        if with_cast {
+            for v in [19u32, 12 << 24, 0] {
+                types.extend_from_slice(&v.to_le_bytes());
+            }
         }
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC.to_le_bytes());
@@ -173,23 +270,47 @@ mod tests {
     fn finds_a_member_by_struct_and_name() {
         for bitfields in [false, true] {
             assert_eq!(
-                member_offset(&blob(bitfields), "sock", "sk_uid").unwrap(),
+                member_offset(&blob(bitfields, false), "sock", "sk_uid").unwrap(),
                 (8, 16)
             );
         }
         assert!(matches!(
-            member_offset(&blob(false), "sock", "sk_gid"),
+            member_offset(&blob(false, false), "sock", "sk_gid"),
             Err(BtfError::Missing { .. })
         ));
         assert!(matches!(
-            member_offset(&blob(false)[..30], "sock", "sk_uid"),
+            member_offset(&blob(false, false)[..30], "sock", "sk_uid"),
             Err(BtfError::Malformed(_))
         ));
     }
 
     #[test]
-    fn finds_sk_uid_in_the_running_kernel() {
-        let offset = sock_uid_offset(Path::new(VMLINUX)).unwrap();
-        assert!(offset > 0 && offset.is_multiple_of(4), "{offset}");
+    fn finds_the_cast_function_and_the_socket_type_by_id() {
+        assert_eq!(
+            socket_owner_in(&blob(false, true)).unwrap(),
+            SocketOwner {
+                uid_offset: 8,
+                cast: Some(Cast { sock: 2, func: 3 })
+            }
+        );
+        assert_eq!(
+            socket_owner_in(&blob(false, false)).unwrap(),
+            SocketOwner {
+                uid_offset: 8,
+                cast: None
+            }
+        );
+    }
+
+    #[test]
+    fn finds_sk_uid_and_the_cast_function_in_the_running_kernel() {
+        let owner = socket_owner(Path::new(VMLINUX)).unwrap();
+        assert!(
+            owner.uid_offset > 0 && owner.uid_offset.is_multiple_of(4),
+            "{owner:?}"
+        );
+        // This kernel (6.18) has bpf_rdonly_cast; its ids differ per build.
+        let cast = owner.cast.expect("bpf_rdonly_cast in the kernel's BTF");
+        assert!(cast.sock > 0 && cast.func > 0 && cast.sock != cast.func);
     }
 }

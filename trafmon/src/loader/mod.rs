@@ -32,7 +32,6 @@ use crate::{
     config::{AddressInterfaces, CgroupSetting, Cidr, Config, Interfaces},
     exclusive::{self, LockError},
     ifaces::Framing,
-    kernel_btf,
     layout::{self, LayoutError},
     mounts::{self, MountError},
     paths::{Attachment, PinDir},
@@ -40,6 +39,8 @@ use crate::{
 };
 
 mod interfaces;
+mod kfunc;
+mod owner;
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafmon"));
@@ -116,6 +117,12 @@ pub enum LoaderError {
     /// This pin directory's tc filters (clsact) could not be deleted.
     #[error(transparent)]
     Filters(#[from] clsact::DetachError),
+    /// A bad `TRAFMON_FAULT_SOCKET_OWNER`.
+    #[error("{0}")]
+    Fault(String),
+    /// The object's kernel-function calls could not be resolved.
+    #[error(transparent)]
+    Kfunc(#[from] kfunc::KfuncError),
     /// A bad `TRAFMON_TC`.
     #[error(transparent)]
     TcMode(#[from] clsact::ModeError),
@@ -244,29 +251,14 @@ impl Installed {
                 loader.map_max_entries(name, entries);
             }
         }
-        // Where a socket's owner lies in this kernel's `struct sock`, so
-        // that the cgroup programs count the UID as the host sees it, also
-        // for sockets in user namespaces (containers). 0 makes them use
-        // the helper, which gives the UID as the socket's namespace sees it.
-        let sk_uid_offset = kernel_btf::sock_uid_offset(Path::new(kernel_btf::VMLINUX))
-            .unwrap_or_else(|e| {
-                tracing::warn!(
-                    error = %crate::error_chain(&e),
-                    "sockets in user namespaces are counted under their UID as the namespace sees it"
-                );
-                0
-            });
-        loader.override_global("SK_UID_OFFSET", &sk_uid_offset, true);
-        let reader_only = std::env::var_os(crate::fault::READER_ONLY_VAR).is_some();
-        if reader_only {
-            tracing::warn!(
-                "{} is set: the cgroup programs take socket addresses by the kernel's reader only",
-                crate::fault::READER_ONLY_VAR
-            );
-        }
-        let scratch = u32::from(!reader_only);
-        loader.override_global("SCRATCH_ADDRESS", &scratch, true);
-        let ebpf = loader.load(OBJECT).map_err(LoaderError::Load)?;
+        // How the cgroup programs read a socket's owner, so that they count
+        // the UID as the host sees it, also for sockets in user namespaces
+        // (containers).
+        let owner_path = crate::fault::OwnerPath::from_env().map_err(LoaderError::Fault)?;
+        let owner = owner::Owner::of_kernel(owner_path);
+        owner.set(&mut loader);
+        let (object, _) = kfunc::resolve(OBJECT, owner.func)?;
+        let ebpf = loader.load(object.bytes()).map_err(LoaderError::Load)?;
         let mut this = Self {
             ebpf,
             pins,
