@@ -69,7 +69,8 @@ pub const FAMILY_IPV6: u32 = 6;
 /// The UID key under which cgroup_skb counts packets that have no full
 /// socket (a TCP time-wait ACK or RST, for example). The kernel reports such
 /// packets as the overflow UID (65534, `nobody`); trafmon tells them apart
-/// from the real `nobody` user with `bpf_sk_fullsock` and counts them here.
+/// from the real `nobody` user by the socket's state (the states of
+/// sockets that are not full) and counts them here.
 /// `(uid_t)-1` is never a valid UID, so this key cannot collide with a user.
 pub const UID_NO_SOCKET: u32 = u32::MAX;
 

@@ -1,10 +1,12 @@
-//! Offsets of kernel struct members, read from the running kernel's BTF
-//! (`/sys/kernel/btf/vmlinux`), for the one field the programs read that
-//! no helper gives as it is: a socket's owner (`struct sock`, `sk_uid`).
+//! What the programs need from the running kernel's BTF
+//! (`/sys/kernel/btf/vmlinux`) for the one field they read that no helper
+//! gives as it is, a socket's owner (`struct sock`, `sk_uid`): its offset,
+//! and the BTF ids of `struct sock` and of the kernel function
+//! `bpf_rdonly_cast`, through which they load it.
 //!
 //! Written by hand because aya-obj parses BTF but keeps its types' members
 //! to itself, and btf-rs is LGPL, which a static MIT/Apache binary cannot
-//! take; a member lookup is a short walk over the type section.
+//! take; a lookup is a short walk over the type section.
 
 use std::{fs, io, path::Path};
 
