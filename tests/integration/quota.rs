@@ -76,6 +76,27 @@ fn flood(
     (rx, tx)
 }
 
+/// Sends 100 000 bytes as `uid` (to port `ports[0]`) over its quota
+/// `name`, waits for the block, and checks that a flood of `seconds` (to
+/// `ports[1]`) then moves nothing; the blocked sender and the receiving
+/// side.
+fn send_until_blocked<'a>(
+    env: &'a Env,
+    uid: u32,
+    name: &str,
+    ports: [&str; 2],
+    seconds: u32,
+) -> (As<'a>, As<'a>) {
+    let blocked = As::user(&env.a, uid);
+    let root_b = As::root(&env.b);
+    assert_eq!(env.send(blocked, "192.0.2.100", ports[0], 100_000), 100_000);
+    wait_state(env, name, "blocked");
+    let (rx, tx) = flood(env, blocked, root_b, "192.0.2.100", ports[1], seconds);
+    assert_eq!(rx.finish(), 0, "a blocked uid moved data");
+    drop(tx);
+    (blocked, root_b)
+}
+
 /// Bytes per second that `rx` saw in its window of `seconds`.
 fn rate(rx: Traffic, tx: Traffic, seconds: u32) -> f64 {
     let got = rx.finish();
@@ -208,14 +229,7 @@ action = "block"
     ));
     let agent = env.agent();
     env.up(&[]);
-    let blocked = As::user(&env.a, BLOCKED);
-    let root_b = As::root(&env.b);
-    assert_eq!(env.send(blocked, "192.0.2.100", "7300", 100_000), 100_000);
-    wait_state(&env, "cut", "blocked");
-
-    let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7301", 3);
-    assert_eq!(rx.finish(), 0, "a blocked uid moved data");
-    drop(tx);
+    let (blocked, root_b) = send_until_blocked(&env, BLOCKED, "cut", ["7300", "7301"], 3);
     // Other users are not affected.
     let other = As::user(&env.a, BLOCKED + 1);
     assert_eq!(env.send(other, "192.0.2.100", "7302", 100_000), 100_000);
@@ -257,13 +271,7 @@ action = "block"
     let env = Env::new(&quota);
     let agent = env.agent();
     env.up(&[]);
-    let blocked = As::user(&env.a, REMOVED);
-    let root_b = As::root(&env.b);
-    assert_eq!(env.send(blocked, "192.0.2.100", "7310", 100_000), 100_000);
-    wait_state(&env, "gone", "blocked");
-    let (rx, tx) = flood(&env, blocked, root_b, "192.0.2.100", "7311", 2);
-    assert_eq!(rx.finish(), 0, "a blocked uid moved data");
-    drop(tx);
+    let (blocked, _) = send_until_blocked(&env, REMOVED, "gone", ["7310", "7311"], 2);
 
     let text = fs::read_to_string(&env.config).expect("config");
     fs::write(&env.config, text.replace(&quota, "")).expect("config");
