@@ -153,6 +153,50 @@ impl<'a> Sections<'a> {
     }
 }
 
+/// Where a member lies in a struct: found with the struct's id and size
+/// in one walk of the types.
+struct Member {
+    /// The struct's BTF id.
+    struct_id: u32,
+    /// The member's byte offset.
+    offset: u32,
+    /// The struct's size.
+    struct_size: u32,
+}
+
+impl Sections<'_> {
+    /// `member` of the first `struct name` that has one.
+    fn member(&self, name_: &'static str, member: &'static str) -> Result<Member, BtfError> {
+        let bad = BtfError::Malformed;
+        let found = self.find(|t| {
+            if t.kind != KIND_STRUCT || t.name != Some(name_.as_bytes()) {
+                return Ok(None);
+            }
+            for m in t.entries.chunks(12) {
+                let m_name = u32_at(m, 0).ok_or(bad("member"))?;
+                if name(self.strings, m_name) != Some(member.as_bytes()) {
+                    continue;
+                }
+                let raw = u32_at(m, 8).ok_or(bad("member"))?;
+                let bits = if t.flag { raw & 0x00ff_ffff } else { raw };
+                if !bits.is_multiple_of(8) {
+                    return Err(bad("member not byte-aligned"));
+                }
+                return Ok(Some(Member {
+                    struct_id: t.id,
+                    offset: bits / 8,
+                    struct_size: t.size,
+                }));
+            }
+            Ok(None)
+        })?;
+        found.ok_or(BtfError::Missing {
+            name: name_,
+            member,
+        })
+    }
+}
+
 /// The byte offset of `member` in `struct name`, and the struct's size,
 /// in the BTF `btf`.
 pub fn member_offset(
@@ -160,30 +204,8 @@ pub fn member_offset(
     name_: &'static str,
     member: &'static str,
 ) -> Result<(u32, u32), BtfError> {
-    let bad = BtfError::Malformed;
-    let sections = Sections::of(btf)?;
-    let found = sections.find(|t| {
-        if t.kind != KIND_STRUCT || t.name != Some(name_.as_bytes()) {
-            return Ok(None);
-        }
-        for m in t.entries.chunks(12) {
-            let m_name = u32_at(m, 0).ok_or(bad("member"))?;
-            if name(sections.strings, m_name) != Some(member.as_bytes()) {
-                continue;
-            }
-            let raw = u32_at(m, 8).ok_or(bad("member"))?;
-            let bits = if t.flag { raw & 0x00ff_ffff } else { raw };
-            if !bits.is_multiple_of(8) {
-                return Err(bad("member not byte-aligned"));
-            }
-            return Ok(Some((bits / 8, t.size)));
-        }
-        Ok(None)
-    })?;
-    found.ok_or(BtfError::Missing {
-        name: name_,
-        member,
-    })
+    let m = Sections::of(btf)?.member(name_, member)?;
+    Ok((m.offset, m.struct_size))
 }
 
 /// How the programs read a socket's owner in the running kernel.
@@ -208,19 +230,21 @@ pub struct Cast {
 
 /// [`SocketOwner`] from the BTF `btf`.
 pub fn socket_owner_in(btf: &[u8]) -> Result<SocketOwner, BtfError> {
-    let (uid_offset, size) = member_offset(btf, "sock", "sk_uid")?;
-    if uid_offset == 0 || uid_offset + 4 > size {
+    let sections = Sections::of(btf)?;
+    let uid = sections.member("sock", "sk_uid")?;
+    if uid.offset == 0 || uid.offset + 4 > uid.struct_size {
         return Err(BtfError::Malformed("sk_uid outside struct sock"));
     }
-    let sections = Sections::of(btf)?;
-    let cast = match (
-        sections.id_of(KIND_STRUCT, "sock")?,
-        sections.id_of(KIND_FUNC, "bpf_rdonly_cast")?,
-    ) {
-        (Some(sock), Some(func)) => Some(Cast { sock, func }),
-        _ => None,
-    };
-    Ok(SocketOwner { uid_offset, cast })
+    let cast = sections
+        .id_of(KIND_FUNC, "bpf_rdonly_cast")?
+        .map(|func| Cast {
+            sock: uid.struct_id,
+            func,
+        });
+    Ok(SocketOwner {
+        uid_offset: uid.offset,
+        cast,
+    })
 }
 
 /// [`SocketOwner`] in the running kernel, whose BTF is at `vmlinux`.
