@@ -197,17 +197,6 @@ impl Sections<'_> {
     }
 }
 
-/// The byte offset of `member` in `struct name`, and the struct's size,
-/// in the BTF `btf`.
-pub fn member_offset(
-    btf: &[u8],
-    name_: &'static str,
-    member: &'static str,
-) -> Result<(u32, u32), BtfError> {
-    let m = Sections::of(btf)?.member(name_, member)?;
-    Ok((m.offset, m.struct_size))
-}
-
 /// How the programs read a socket's owner in the running kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketOwner {
@@ -229,7 +218,7 @@ pub struct Cast {
 }
 
 /// [`SocketOwner`] from the BTF `btf`.
-pub fn socket_owner_in(btf: &[u8]) -> Result<SocketOwner, BtfError> {
+fn socket_owner_in(btf: &[u8]) -> Result<SocketOwner, BtfError> {
     let sections = Sections::of(btf)?;
     let uid = sections.member("sock", "sk_uid")?;
     if uid.offset == 0 || uid.offset + 4 > uid.struct_size {
@@ -259,6 +248,17 @@ pub fn socket_owner(vmlinux: &Path) -> Result<SocketOwner, BtfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte offset of `member` in `struct name`, and the struct's
+    /// size, in the BTF `btf`.
+    fn member_offset(
+        btf: &[u8],
+        name_: &'static str,
+        member: &'static str,
+    ) -> Result<(u32, u32), BtfError> {
+        let m = Sections::of(btf)?.member(name_, member)?;
+        Ok((m.offset, m.struct_size))
+    }
 
     /// A BTF blob with one INT and one STRUCT `sock` { int a; int sk_uid@+8 }
     /// and, `with_cast`, a FUNC `bpf_rdonly_cast`.
