@@ -3,13 +3,12 @@
 //! and timed the same way. What it costs per run is the kernel's dispatch
 //! and the timing itself, which every program's figure includes.
 //!
-//! Loaded with the raw syscall because aya loads programs only from ELF
-//! objects; the attribute layout comes from aya-obj's kernel bindings.
+//! Loaded with the raw syscall (see [`asm`]).
 
 use std::{
     fs::File,
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     path::Path,
 };
 
@@ -17,6 +16,8 @@ use anyhow::Context as _;
 use aya::programs::loaded_programs;
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 use trafmon::batch::{bpf, zeroed_attr};
+
+use crate::asm;
 
 /// Its name, as `bpftool prog` shows it.
 pub const NAME: &str = "trafbench_noop";
@@ -28,27 +29,13 @@ pub fn load_returning(
     r0: i32,
     name: &str,
 ) -> anyhow::Result<OwnedFd> {
-    // BPF_ALU64 | BPF_MOV | BPF_K to r0, imm r0; then BPF_JMP | BPF_EXIT.
-    let insns: [u64; 2] = [0xb7 | (u64::from(r0 as u32) << 32), 0x95];
-    let license = c"GPL";
-    let mut attr = zeroed_attr();
-    // SAFETY: writing plain integer fields of the union.
-    unsafe {
-        let load = &mut attr.__bindgen_anon_3;
-        load.prog_type = prog_type as u32;
-        load.insn_cnt = 2;
-        load.insns = insns.as_ptr() as u64;
-        load.license = license.as_ptr() as u64;
-        load.expected_attach_type = expected_attach_type as u32;
-        for (d, s) in load.prog_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-    }
-    // SAFETY: insns and license outlive the call.
-    let fd = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }
-        .with_context(|| format!("cannot load the empty program {name}"))?;
-    // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    asm::load(
+        prog_type,
+        expected_attach_type,
+        &[asm::mov_imm(asm::R0, r0), asm::exit()],
+        name,
+    )
+    .with_context(|| format!("cannot load the empty program {name}"))
 }
 
 /// A do-nothing cgroup_skb program (`r0 = 1`: pass), attached to a hook of

@@ -2,6 +2,7 @@
 //! `cargo xtask bench` (as root, with release builds). Writes
 //! BENCHMARKS.md and benchmarks.json.
 
+mod asm;
 mod fill;
 mod floor;
 mod flush;
@@ -11,6 +12,7 @@ mod memory;
 mod packet;
 mod profile;
 mod results;
+mod slots;
 mod testrun;
 mod throughput;
 mod traffic;
@@ -278,6 +280,14 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
             plan.packet_rounds,
             plan.loop_repeat,
         )?;
+        eprintln!("trafbench: counting by slot in the test loop");
+        results.slot_loops = slots::loops(
+            plan.profile_keys,
+            plan.map_entries,
+            plan.packet_rounds,
+            plan.loop_repeat,
+        )?;
+        results.slot_entries = plan.map_entries;
     }
     if wanted(Bench::Throughput) {
         throughput(trafgen, &plan, &env, &mut results)?;

@@ -37,6 +37,10 @@ pub struct Results {
     pub throughput: Vec<Throughput>,
     pub flush: Vec<Flush>,
     pub walks: Vec<Walk>,
+    /// The counting of the slot design in the test loop ([`crate::slots`]).
+    pub slot_loops: Vec<LoopCost>,
+    /// Max entries of its maps.
+    pub slot_entries: u32,
     pub report: Vec<Latency>,
     pub memory: Option<Memory>,
     /// Where the time of the missed targets goes.
@@ -79,6 +83,29 @@ pub struct LoopCost {
     pub empty_ns_per_run: f64,
     pub samples: Vec<f64>,
     pub empty_samples: Vec<f64>,
+}
+
+impl LoopCost {
+    /// The medians of a program's samples and of the empty program's.
+    pub fn new(
+        program: &str,
+        counted_in: &str,
+        keys: u32,
+        repeat: u32,
+        samples: Vec<f64>,
+        empty_samples: Vec<f64>,
+    ) -> Self {
+        Self {
+            program: program.to_owned(),
+            counted_in: counted_in.to_owned(),
+            keys,
+            repeat,
+            ns_per_run: median(&samples),
+            empty_ns_per_run: median(&empty_samples),
+            samples,
+            empty_samples,
+        }
+    }
 }
 
 /// A throughput variant: its median and its ratio to nothing attached.
@@ -200,6 +227,7 @@ impl Results {
         self.throughput_section(&mut m);
         self.flush_section(&mut m);
         self.walks_section(&mut m);
+        self.slots_section(&mut m);
         self.report_section(&mut m);
         if let Some(mem) = &self.memory {
             let _ = writeln!(m, "\n## Agent memory\n");
@@ -293,22 +321,7 @@ impl Results {
             first.repeat,
             keys(first.keys)
         );
-        let _ = writeln!(
-            m,
-            "| Program | Test frame counted in | Program (ns) | Empty program (ns) | Difference (ns) |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|");
-        for l in &self.loops {
-            let _ = writeln!(
-                m,
-                "| {} | {} | {:.1} | {:.1} | {:.1} |",
-                l.program,
-                l.counted_in,
-                l.ns_per_run,
-                l.empty_ns_per_run,
-                l.ns_per_run - l.empty_ns_per_run
-            );
-        }
+        loop_table(m, &self.loops);
     }
 
     fn throughput_section(&self, m: &mut String) {
@@ -393,6 +406,29 @@ impl Results {
         );
     }
 
+    fn slots_section(&self, m: &mut String) {
+        let Some(first) = self.slot_loops.first() else {
+            return;
+        };
+        let _ = writeln!(m, "\n### Counters by slot (a design not built)\n");
+        let _ = writeln!(
+            m,
+            "The slot rows above and the table below measure a design that would take both walks out of the flush. \
+             A hash that no flush clears gives each key a slot; the counters live in a memory-mapped array \
+             (`BPF_F_MMAPABLE`) at (side × CPUs + CPU) × max entries + slot, the keys in a second array by slot. \
+             The flush reads the idle side's slots through the mapping and zeroes them, with no system call per key. \
+             Left out: handing out free slots to new keys in the kernel, and taking a key's slot back two flushes \
+             after its key is deleted. Below, two tc programs that differ only in the counting \
+             (a lookup in a per-CPU hash, or a slot lookup and then the array element of this CPU; \
+             then two atomic adds each) in the kernel's test loop, {} runs per sample, {} live keys in maps of {} entries, \
+             beside an empty tc program; the key is built on the stack, as both designs would after parsing the frame.\n",
+            first.repeat,
+            keys(first.keys),
+            self.slot_entries
+        );
+        loop_table(m, &self.slot_loops);
+    }
+
     fn profiles_section(&self, m: &mut String) {
         if self.profiles.is_empty() {
             return;
@@ -455,6 +491,26 @@ impl Results {
                 r.command, r.users, r.history_rows, r.output_lines, r.median_ms
             );
         }
+    }
+}
+
+/// Programs in the test loop beside the empty one.
+fn loop_table(m: &mut String, loops: &[LoopCost]) {
+    let _ = writeln!(
+        m,
+        "| Program | Test frame counted in | Program (ns) | Empty program (ns) | Difference (ns) |"
+    );
+    let _ = writeln!(m, "|---|---|---|---|---|");
+    for l in loops {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            l.program,
+            l.counted_in,
+            l.ns_per_run,
+            l.empty_ns_per_run,
+            l.ns_per_run - l.empty_ns_per_run
+        );
     }
 }
 
@@ -560,6 +616,39 @@ mod tests {
         assert!(md.contains("with 10 k live keys"), "{md}");
         assert!(
             md.contains("| tc_eth_ingress | hash | 75.5 | 35.0 | 40.5 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_slot_design_shows_both_ways_of_counting_with_its_map_size() {
+        assert!(!Results::default().markdown().contains("Counters by slot"));
+        let cost = |program: &str, ns_per_run| LoopCost {
+            program: program.into(),
+            counted_in: "its destination address".into(),
+            keys: 10_000,
+            repeat: 2_000_000,
+            ns_per_run,
+            empty_ns_per_run: 35.0,
+            samples: vec![ns_per_run],
+            empty_samples: vec![35.0],
+        };
+        let results = Results {
+            slot_loops: vec![cost("hash", 68.0), cost("slot", 70.5)],
+            slot_entries: 1 << 20,
+            ..Results::default()
+        };
+        let md = results.markdown();
+        assert!(
+            md.contains("### Counters by slot (a design not built)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("2000000 runs per sample, 10 k live keys in maps of 1048576 entries"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| slot | its destination address | 70.5 | 35.0 | 35.5 |"),
             "{md}"
         );
     }

@@ -72,7 +72,12 @@ fn checksum(header: &[u8]) -> u16 {
 
 /// Runs `prog` `repeat` times on `data`; the kernel's average per run, in
 /// ns. The program must return `verdict` (let the packet pass).
-fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32, verdict: i32) -> anyhow::Result<u32> {
+pub fn test_run(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+    verdict: i32,
+) -> anyhow::Result<u32> {
     let mut attr = zeroed_attr();
     // SAFETY: writing plain integer fields of the union.
     unsafe {
@@ -95,7 +100,7 @@ fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32, verdict: i32) -> any
 /// What a cgroup_skb program returns to pass a packet.
 const CGROUP_PASS: i32 = 1;
 /// What trafmon's tc programs return to pass a packet on (TC_ACT_UNSPEC).
-const TC_NEXT: i32 = -1;
+pub const TC_NEXT: i32 = -1;
 
 /// The programs to time: name, what it counts the frame in, and whether it
 /// is a cgroup_skb program (else tc).
@@ -238,16 +243,7 @@ pub fn run(
         .iter()
         .map(|&(name, path, _)| {
             let (ours, floor) = samples.remove(name).unwrap_or_default();
-            LoopCost {
-                program: name.to_owned(),
-                counted_in: path.to_owned(),
-                keys,
-                repeat,
-                ns_per_run: crate::results::median(&ours),
-                empty_ns_per_run: crate::results::median(&floor),
-                samples: ours,
-                empty_samples: floor,
-            }
+            LoopCost::new(name, path, keys, repeat, ours, floor)
         })
         .collect())
 }

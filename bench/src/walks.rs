@@ -22,6 +22,7 @@ use trafmon_common::{Counters, IpKey};
 use crate::{
     fill,
     results::{Walk, median},
+    slots,
 };
 
 /// The ways to walk the map; the last one is not a walk but what a map
@@ -67,19 +68,38 @@ impl Method {
 }
 
 /// A preallocated per-CPU hash like `IP_A`.
-fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
+pub fn create(max_entries: u32) -> anyhow::Result<OwnedFd> {
+    create_map(
+        bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH,
+        size_of::<IpKey>(),
+        size_of::<Counters>(),
+        max_entries,
+        0,
+    )
+}
+
+/// A map made with the raw `BPF_MAP_CREATE` (aya makes maps only from ELF
+/// objects), closed with the fd.
+pub fn create_map(
+    map_type: bpf_map_type,
+    key_size: usize,
+    value_size: usize,
+    max_entries: u32,
+    flags: u32,
+) -> anyhow::Result<OwnedFd> {
     let mut attr = batch::zeroed_attr();
     // SAFETY: the map-create member of the union, on a zeroed attr.
     unsafe {
         let create = &mut attr.__bindgen_anon_1;
-        create.map_type = bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32;
-        create.key_size = size_of::<IpKey>() as u32;
-        create.value_size = size_of::<Counters>() as u32;
+        create.map_type = map_type as u32;
+        create.key_size = u32::try_from(key_size)?;
+        create.value_size = u32::try_from(value_size)?;
         create.max_entries = max_entries;
+        create.map_flags = flags;
     }
     // SAFETY: attr is zeroed with the map-create fields set.
     let fd = unsafe { batch::bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr) }
-        .context("cannot create a per-CPU hash map")?;
+        .with_context(|| format!("cannot create a map of type {map_type:?}"))?;
     // SAFETY: BPF_MAP_CREATE returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) })
 }
@@ -98,6 +118,7 @@ pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
     let mut out = Vec::new();
     for max_entries in sizes {
         out.extend(run_one(n, max_entries, rounds)?);
+        out.extend(slots::mapped_walks(n, max_entries, rounds)?);
     }
     Ok(out)
 }

@@ -1,0 +1,453 @@
+//! Counters by slot: a design that trafmon has not built, measured beside
+//! the one it has, because it would take both kernel walks out of the
+//! flush.
+//!
+//! Today each side of the address counters is a per-CPU hash, which the
+//! flush walks twice, to drain it and to clear it. In the slot design a
+//! hash that no flush clears gives every key a slot, and the key's
+//! counters live in a memory-mapped array (`BPF_F_MMAPABLE`) at
+//! `(side × CPUs + cpu) × max + slot`, with the key itself in a second
+//! array at `slot`. A program looks up the slot, then the array element,
+//! and adds. The flush reads the idle side's slots through the mapping and
+//! zeroes them, with no system call per key.
+//!
+//! Two measurements here, each beside its counterpart of today:
+//! - the drain and the clear through the mapping, as rows of the kernel
+//!   walks table ([`walks`]);
+//! - the counting in the kernel's test loop: two programs that differ only
+//!   in it (a per-CPU hash lookup, or a slot lookup then an array lookup;
+//!   each then two atomic adds), beside an empty program.
+//!
+//! What the sketch leaves out is the bookkeeping of slots: taking a free
+//! one for a new key (from a queue map), and giving a key's slot back only
+//! two flushes after its key is deleted, when no program can still hold
+//! it.
+
+use std::{
+    net::IpAddr,
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
+    ptr::NonNull,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use aya_obj::generated::{BPF_F_MMAPABLE, bpf_attach_type, bpf_cmd, bpf_map_type, bpf_prog_type};
+use trafmon::{
+    batch::{self, bpf, zeroed_attr},
+    counters::{key_of, sum_cpus},
+};
+use trafmon_common::{Counters, IpKey};
+
+use crate::{
+    asm::{self, R0, R1, R2, R6, R10},
+    fill, floor,
+    results::{LoopCost, Walk, median},
+    testrun, walks,
+};
+
+/// The key's slot in the keys array: an `IpKey`, padded as the kernel's
+/// array pads every element (to 8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KeySlot {
+    key: IpKey,
+    _pad: u32,
+}
+
+/// A shared, writable mapping of a whole `BPF_F_MMAPABLE` array; unmapped
+/// on drop.
+struct Mapped<T> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+impl<T: Copy> Mapped<T> {
+    /// Maps the `len` elements of `map`, whose values are `T`s.
+    fn new(map: BorrowedFd<'_>, len: usize) -> anyhow::Result<Self> {
+        let bytes = (len * size_of::<T>()).next_multiple_of(page_size());
+        // SAFETY: a fresh shared mapping of the map's fd, which the kernel
+        // sizes and aligns to pages; nothing else in this process uses it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&map),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("cannot mmap an array map");
+        }
+        let ptr = NonNull::new(ptr.cast()).context("mmap returned null")?;
+        Ok(Self { ptr, len })
+    }
+
+    fn slice(&self) -> &[T] {
+        // SAFETY: `len` elements of T are mapped; no program writes the
+        // array while a slice of it lives (none is attached to it, and the
+        // test loop runs between such reads).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn slice_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `slice`, and `&mut self` makes it the only one.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        let bytes = (self.len * size_of::<T>()).next_multiple_of(page_size());
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// The two arrays of one side: keys by slot, counters by CPU and slot.
+struct Arrays {
+    /// Kept open beside its mapping, as the agent would keep it.
+    _keys_map: OwnedFd,
+    counts_map: OwnedFd,
+    keys: Mapped<KeySlot>,
+    counts: Mapped<Counters>,
+    cpus: usize,
+    max: usize,
+}
+
+impl Arrays {
+    fn new(max_entries: u32, cpus: usize) -> anyhow::Result<Self> {
+        let array = bpf_map_type::BPF_MAP_TYPE_ARRAY;
+        let flags = BPF_F_MMAPABLE;
+        let max = max_entries as usize;
+        let total = u32::try_from(max * cpus).context("too many slots for one array")?;
+        let keys_map = walks::create_map(array, 4, size_of::<KeySlot>(), max_entries, flags)?;
+        let counts_map = walks::create_map(array, 4, size_of::<Counters>(), total, flags)?;
+        let keys = Mapped::new(keys_map.as_fd(), max)?;
+        let counts = Mapped::new(counts_map.as_fd(), max * cpus)?;
+        Ok(Self {
+            _keys_map: keys_map,
+            counts_map,
+            keys,
+            counts,
+            cpus,
+            max,
+        })
+    }
+
+    /// What a flush's drain would do: every used slot's key and its
+    /// counters summed over the CPUs, for the slots that saw traffic.
+    fn drain(&self, used: usize) -> Vec<(IpKey, Counters)> {
+        let (keys, counts) = (self.keys.slice(), self.counts.slice());
+        let mut out = Vec::with_capacity(used);
+        for (slot, k) in keys[..used].iter().enumerate() {
+            let sum = sum_cpus((0..self.cpus).map(|cpu| &counts[cpu * self.max + slot]));
+            if !sum.is_zero() {
+                out.push((k.key, sum));
+            }
+        }
+        out
+    }
+
+    /// What its clear would do: zero the used slots of every CPU.
+    fn clear(&mut self, used: usize) {
+        let max = self.max;
+        let counts = self.counts.slice_mut();
+        for cpu in 0..self.cpus {
+            counts[cpu * max..][..used].fill(Counters::ZERO);
+        }
+    }
+}
+
+/// The drain and the clear through the mapping of arrays of
+/// `max_entries` slots, `n` of them used, `rounds` times each: two rows for
+/// the walks table. Every drain must find each key with every CPU's
+/// counters, and every clear must leave nothing.
+pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let mut arrays = Arrays::new(max_entries, cpus)?;
+    let used = n as usize;
+    for (slot, k) in arrays.keys.slice_mut()[..used].iter_mut().enumerate() {
+        *k = KeySlot {
+            key: fill::address(slot as u32),
+            _pad: 0,
+        };
+    }
+    let value = fill::values(1, 1)[0];
+    let mut want = Counters::ZERO;
+    for _ in 0..cpus {
+        want.add(&value);
+    }
+    let (mut drains, mut clears) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let max = arrays.max;
+        let counts = arrays.counts.slice_mut();
+        for cpu in 0..cpus {
+            counts[cpu * max..][..used].fill(value);
+        }
+        let started = Instant::now();
+        let drained = arrays.drain(used);
+        drains.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        arrays.clear(used);
+        clears.push(started.elapsed().as_secs_f64() * 1000.0);
+        if drained.len() != used || drained.iter().any(|(_, c)| *c != want) {
+            bail!("the mapped drain found {} of {n} keys whole", drained.len());
+        }
+        if !arrays.drain(used).is_empty() {
+            bail!("the mapped clear left counters behind");
+        }
+    }
+    let walk = |method: &str, purpose: &str, samples_ms: Vec<f64>| {
+        let median_ms = median(&samples_ms);
+        Walk {
+            method: method.into(),
+            purpose: purpose.into(),
+            keys: n,
+            max_entries,
+            median_ms,
+            ns_per_key: median_ms * 1e6 / f64::from(n),
+            samples_ms,
+        }
+    };
+    Ok([
+        walk(
+            "reads through `mmap` of a slot array",
+            "a drain by slot (a design not built, see below)",
+            drains,
+        ),
+        walk(
+            "zeroes through `mmap` of a slot array",
+            "a clear by slot (a design not built)",
+            clears,
+        ),
+    ])
+}
+
+/// The address the test programs count: the test frame's destination.
+fn probe() -> IpKey {
+    key_of(IpAddr::from([198, 51, 100, 1]))
+}
+
+/// The IP length of the test frame, which the programs add as bytes.
+const IP_LEN: i32 = 46;
+
+/// Puts `key` on the stack at `r10 - 24`, four bytes at a time.
+fn key_on_stack(key: &IpKey) -> Vec<u64> {
+    // SAFETY: IpKey is repr(C) plain data of 20 bytes, no padding.
+    let bytes: [u8; 20] = unsafe { std::mem::transmute(*key) };
+    bytes
+        .chunks(4)
+        .zip((-24i16..).step_by(4))
+        .map(|(w, off)| asm::store_imm32(R10, off, i32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+        .collect()
+}
+
+/// `r0 = bpf_map_lookup_elem(map, r10 + key_at)`.
+fn lookup(map: BorrowedFd<'_>, key_at: i32) -> Vec<u64> {
+    let mut p = vec![asm::mov(R2, R10), asm::add_imm(R2, key_at)];
+    p.extend(asm::load_map(R1, map));
+    p.push(asm::call(asm::MAP_LOOKUP_ELEM));
+    p
+}
+
+/// Adds one received packet of `IP_LEN` bytes to the `Counters` at `r0`.
+fn count() -> [u64; 4] {
+    [
+        asm::mov_imm(R1, IP_LEN),
+        asm::atomic_add64(R0, R1, 0),
+        asm::mov_imm(R1, 1),
+        asm::atomic_add64(R0, R1, 8),
+    ]
+}
+
+/// Returns "next" (TC_ACT_UNSPEC), as trafmon's tc programs do.
+fn pass() -> [u64; 2] {
+    [asm::mov_imm(R0, testrun::TC_NEXT), asm::exit()]
+}
+
+fn skip(insns: usize) -> i16 {
+    i16::try_from(insns).unwrap_or(i16::MAX)
+}
+
+/// Today's counting: the key's per-CPU value in a hash.
+fn by_hash(hash: BorrowedFd<'_>) -> Vec<u64> {
+    let mut p = key_on_stack(&probe());
+    p.extend(lookup(hash, -24));
+    p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
+    p.extend(count());
+    p.extend(pass());
+    p
+}
+
+/// The slot design's: the key's slot in a hash, then its element of the
+/// array for this CPU.
+fn by_slot(slots: BorrowedFd<'_>, counts: BorrowedFd<'_>, max: i32) -> Vec<u64> {
+    let mut p = key_on_stack(&probe());
+    p.extend(lookup(slots, -24));
+    let mut found = vec![
+        asm::load32(R6, R0, 0),
+        asm::call(asm::GET_SMP_PROCESSOR_ID),
+        asm::mul_imm(R0, max),
+        asm::add(R0, R6),
+        asm::store32(R10, R0, -28),
+    ];
+    found.extend(lookup(counts, -28));
+    found.push(asm::jump_if_eq(R0, 0, skip(count().len())));
+    found.extend(count());
+    p.push(asm::jump_if_eq(R0, 0, skip(found.len())));
+    p.extend(found);
+    p.extend(pass());
+    p
+}
+
+/// Writes `value` under `key` in a map with the one-element syscall.
+fn update<V>(map: BorrowedFd<'_>, key: &IpKey, value: &V) -> anyhow::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integer fields of the union.
+    unsafe {
+        let u = &mut attr.__bindgen_anon_2;
+        u.map_fd = std::os::fd::AsRawFd::as_raw_fd(&map) as u32;
+        u.key = std::ptr::from_ref(key) as u64;
+        u.__bindgen_anon_1.value = std::ptr::from_ref(value) as u64;
+    }
+    // SAFETY: key and value outlive the call and have the map's sizes.
+    unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.context("cannot write a slot")?;
+    Ok(())
+}
+
+/// The test loop: the two ways of counting, with `keys` live keys in maps
+/// of `max_entries`, and an empty tc program, `rounds` rounds of `repeat`
+/// runs each in a rotating order. Each must have counted every run once.
+pub fn loops(
+    keys: u32,
+    max_entries: u32,
+    rounds: usize,
+    repeat: u32,
+) -> anyhow::Result<Vec<LoopCost>> {
+    crate::stats_off()?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let live: Vec<IpKey> = (0..keys - 1).map(fill::address).chain([probe()]).collect();
+    let hash = walks::create(max_entries)?;
+    batch::update(
+        hash.as_fd(),
+        cpus,
+        &live,
+        &vec![Counters::ZERO; live.len() * cpus],
+    )?;
+    let slot_hash = walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_HASH,
+        size_of::<IpKey>(),
+        size_of::<u32>(),
+        max_entries,
+        0,
+    )?;
+    for (slot, key) in (0u32..).zip(&live) {
+        update(slot_hash.as_fd(), key, &slot)?;
+    }
+    let arrays = Arrays::new(max_entries, cpus)?;
+    let max = i32::try_from(max_entries)?;
+    let tc = bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS;
+    let any = bpf_attach_type::BPF_CGROUP_INET_INGRESS;
+    let programs = [
+        (
+            "per-CPU hash (trafmon's)",
+            asm::load(tc, any, &by_hash(hash.as_fd()), "trafbench_hash")?,
+        ),
+        (
+            "slot hash, then array (not built)",
+            asm::load(
+                tc,
+                any,
+                &by_slot(slot_hash.as_fd(), arrays.counts_map.as_fd(), max),
+                "trafbench_slot",
+            )?,
+        ),
+    ];
+    let empty = floor::load_returning(tc, any, testrun::TC_NEXT, "trafbench_empty")?;
+    let data = testrun::frame();
+    let mut samples = vec![(Vec::new(), Vec::new()); programs.len()];
+    for round in 0..rounds {
+        for i in 0..programs.len() {
+            let k = (i + round) % programs.len();
+            let ours = testrun::test_run(programs[k].1.as_fd(), &data, repeat, testrun::TC_NEXT)?;
+            let floor = testrun::test_run(empty.as_fd(), &data, repeat, testrun::TC_NEXT)?;
+            samples[k].0.push(f64::from(ours));
+            samples[k].1.push(f64::from(floor));
+        }
+    }
+    let runs = u64::from(repeat) * rounds as u64;
+    let mut in_hash = None;
+    batch::lookup_all::<IpKey>(hash.as_fd(), cpus, |k, v| {
+        if k == probe() {
+            in_hash = Some(sum_cpus(v));
+        }
+    })?;
+    let slot = live.len() - 1;
+    let counts = arrays.counts.slice();
+    let in_slot = sum_cpus((0..cpus).map(|cpu| &counts[cpu * arrays.max + slot]));
+    for (what, got) in [
+        ("hash", in_hash.unwrap_or_default()),
+        ("slot array", in_slot),
+    ] {
+        let got = (got.rx_packets, got.rx_bytes);
+        let want = (runs, runs * IP_LEN as u64);
+        if got != want {
+            bail!("the {what} program counted {got:?} (packets, bytes), not {want:?}");
+        }
+    }
+    Ok(programs
+        .iter()
+        .zip(samples)
+        .map(|((name, _), (ours, floor))| {
+            LoopCost::new(name, "its destination address", keys, repeat, ours, floor)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The immediates of `key_on_stack`, put back together, are the key's
+    /// 20 bytes at `r10 - 24` onwards.
+    #[test]
+    fn the_key_on_the_stack_is_the_keys_bytes() {
+        let key = key_of("2001:db8::1".parse().unwrap());
+        let mut stack = [0u8; 24];
+        for insn in key_on_stack(&key) {
+            assert_eq!(insn & 0xff, 0x62, "a 32-bit store of an immediate");
+            assert_eq!((insn >> 8) & 0x0f, u64::from(R10));
+            let off = usize::try_from(24 + i64::from((insn >> 16) as u16 as i16)).unwrap();
+            stack[off..off + 4].copy_from_slice(&((insn >> 32) as u32).to_le_bytes());
+        }
+        let mut want = [0u8; 24];
+        want[..16].copy_from_slice(&key.addr);
+        want[16..20].copy_from_slice(&key.family.to_ne_bytes());
+        assert_eq!(stack, want);
+    }
+
+    /// Every miss of either program jumps to its last two instructions:
+    /// return "next".
+    #[test]
+    fn every_miss_jumps_to_the_return() {
+        // SAFETY: only the number is encoded; nothing uses the fd.
+        let fd = unsafe { BorrowedFd::borrow_raw(0) };
+        for prog in [by_hash(fd), by_slot(fd, fd, 1 << 17)] {
+            let n = prog.len();
+            let jumps: Vec<usize> = (0..n).filter(|&at| prog[at] & 0xff == 0x15).collect();
+            assert!(!jumps.is_empty());
+            for at in jumps {
+                let off = usize::from((prog[at] >> 16) as u16);
+                assert_eq!(at + 1 + off, n - 2, "the jump at {at}");
+            }
+            assert_eq!(prog[n - 1], asm::exit());
+        }
+    }
+}
