@@ -149,6 +149,28 @@ pub struct Walk {
     pub samples_ms: Vec<f64>,
 }
 
+impl Walk {
+    /// Its median and cost per key from the samples of a walk over `keys`.
+    pub fn new(
+        method: &str,
+        purpose: &str,
+        keys: u32,
+        max_entries: u32,
+        samples_ms: Vec<f64>,
+    ) -> Self {
+        let median_ms = median(&samples_ms);
+        Self {
+            method: method.into(),
+            purpose: purpose.into(),
+            keys,
+            max_entries,
+            median_ms,
+            ns_per_key: median_ms * 1e6 / f64::from(keys),
+            samples_ms,
+        }
+    }
+}
+
 /// A command's latency, in milliseconds.
 #[derive(Debug, Serialize)]
 pub struct Latency {

@@ -41,7 +41,7 @@ use trafmon_common::{Counters, IpKey};
 use crate::{
     asm::{self, R0, R1, R2, R6, R10},
     fill, floor,
-    results::{LoopCost, Walk, median},
+    results::{LoopCost, Walk},
     testrun, walks,
 };
 
@@ -204,27 +204,19 @@ pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[
             bail!("the mapped clear left counters behind");
         }
     }
-    let walk = |method: &str, purpose: &str, samples_ms: Vec<f64>| {
-        let median_ms = median(&samples_ms);
-        Walk {
-            method: method.into(),
-            purpose: purpose.into(),
-            keys: n,
-            max_entries,
-            median_ms,
-            ns_per_key: median_ms * 1e6 / f64::from(n),
-            samples_ms,
-        }
-    };
     Ok([
-        walk(
+        Walk::new(
             "reads through `mmap` of a slot array",
             "a drain by slot (a design not built, see below)",
+            n,
+            max_entries,
             drains,
         ),
-        walk(
+        Walk::new(
             "zeroes through `mmap` of a slot array",
             "a clear by slot (a design not built)",
+            n,
+            max_entries,
             clears,
         ),
     ])

@@ -19,11 +19,7 @@ use aya_obj::generated::{bpf_cmd, bpf_map_type};
 use trafmon::batch;
 use trafmon_common::{Counters, IpKey};
 
-use crate::{
-    fill,
-    results::{Walk, median},
-    slots,
-};
+use crate::{fill, results::Walk, slots};
 
 /// The ways to walk the map; the last one is not a walk but what a map
 /// swap would do instead of the clear. The drain's and the clear's come
@@ -174,16 +170,7 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
         .iter()
         .zip(samples)
         .map(|(method, samples_ms)| {
-            let median_ms = median(&samples_ms);
-            Walk {
-                method: method.name().into(),
-                purpose: method.purpose().into(),
-                keys: n,
-                max_entries,
-                median_ms,
-                ns_per_key: median_ms * 1e6 / f64::from(n),
-                samples_ms,
-            }
+            Walk::new(method.name(), method.purpose(), n, max_entries, samples_ms)
         })
         .collect())
 }
