@@ -25,7 +25,7 @@
 
 use std::{
     net::IpAddr,
-    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
     ptr::NonNull,
     time::Instant,
 };
@@ -73,7 +73,7 @@ impl<T: Copy> Mapped<T> {
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(&map),
+                map.as_raw_fd(),
                 0,
             )
         };
@@ -157,10 +157,15 @@ impl Arrays {
 
     /// What its clear would do: zero the used slots of every CPU.
     fn clear(&mut self, used: usize) {
+        self.fill(used, Counters::ZERO);
+    }
+
+    /// Writes `value` into the used slots of every CPU.
+    fn fill(&mut self, used: usize, value: Counters) {
         let max = self.max;
         let counts = self.counts.slice_mut();
         for cpu in 0..self.cpus {
-            counts[cpu * max..][..used].fill(Counters::ZERO);
+            counts[cpu * max..][..used].fill(value);
         }
     }
 }
@@ -180,17 +185,10 @@ pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[
         };
     }
     let value = fill::values(1, 1)[0];
-    let mut want = Counters::ZERO;
-    for _ in 0..cpus {
-        want.add(&value);
-    }
+    let want = sum_cpus(std::iter::repeat_n(&value, cpus));
     let (mut drains, mut clears) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let max = arrays.max;
-        let counts = arrays.counts.slice_mut();
-        for cpu in 0..cpus {
-            counts[cpu * max..][..used].fill(value);
-        }
+        arrays.fill(used, value);
         let started = Instant::now();
         let drained = arrays.drain(used);
         drains.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -305,7 +303,7 @@ fn update<V>(map: BorrowedFd<'_>, key: &IpKey, value: &V) -> anyhow::Result<()> 
     // SAFETY: writing plain integer fields of the union.
     unsafe {
         let u = &mut attr.__bindgen_anon_2;
-        u.map_fd = std::os::fd::AsRawFd::as_raw_fd(&map) as u32;
+        u.map_fd = map.as_raw_fd() as u32;
         u.key = std::ptr::from_ref(key) as u64;
         u.__bindgen_anon_1.value = std::ptr::from_ref(value) as u64;
     }
