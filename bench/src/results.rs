@@ -436,11 +436,15 @@ impl Results {
         let _ = writeln!(
             m,
             "The slot rows above and the table below measure a design that would take both walks out of the flush. \
-             A hash that no flush clears gives each key a slot; the counters live in a memory-mapped array \
-             (`BPF_F_MMAPABLE`) at (side × CPUs + CPU) × max entries + slot, the keys in a second array by slot. \
-             The flush reads the idle side's slots through the mapping and zeroes them, with no system call per key. \
-             Left out: handing out free slots to new keys in the kernel, and taking a key's slot back two flushes \
-             after its key is deleted. Below, two tc programs that differ only in the counting \
+             The agent gives each live key a slot; the counters live in a memory-mapped array \
+             (`BPF_F_MMAPABLE`) at (side × CPUs + CPU) × max entries + slot. A program finds the key's slot in \
+             its side's slot hash (a key without one is counted in the side's per-CPU hash, as today). \
+             The flush reads the idle side's slots through the mapping and zeroes them, with no system call per key, \
+             and walks only the keys new since the last flush. Only the agent writes a slot hash, only while its side \
+             is idle: it gives new keys slots and takes back those of idle keys (the slot hash rows above, every key \
+             at once; the other side's hash gets the same at the next flush), because the kernel reuses a deleted \
+             or replaced hash element at once, and a program still holding it could read another key's slot. \
+             Below, two tc programs that differ only in the counting \
              (a lookup in a per-CPU hash, or a slot lookup and then the array element of this CPU; \
              then two atomic adds each) in the kernel's test loop, {} runs per sample, {} live keys in maps of {} entries, \
              beside an empty tc program; the key is built on the stack, as both designs would after parsing the frame.\n",

@@ -3,25 +3,37 @@
 //! flush.
 //!
 //! Today each side of the address counters is a per-CPU hash, which the
-//! flush walks twice, to drain it and to clear it. In the slot design a
-//! hash that no flush clears gives every key a slot, and the key's
-//! counters live in a memory-mapped array (`BPF_F_MMAPABLE`) at
-//! `(side × CPUs + cpu) × max + slot`, with the key itself in a second
-//! array at `slot`. A program looks up the slot, then the array element,
-//! and adds. The flush reads the idle side's slots through the mapping and
-//! zeroes them, with no system call per key.
+//! flush walks twice, to drain it and to clear it. In the slot design the
+//! agent gives every live key a slot, and the key's counters live in a
+//! memory-mapped array (`BPF_F_MMAPABLE`) at `(side × CPUs + cpu) × max +
+//! slot`. A program looks up the key's slot in its side's slot hash, then
+//! the array element of its CPU, and adds; a key without a slot is counted
+//! in the side's per-CPU hash as today. The flush reads the idle side's
+//! slots through the mapping and zeroes them, with no system call per key,
+//! and walks only the keys that are new since the last flush.
 //!
-//! Two measurements here, each beside its counterpart of today:
+//! The slot hash exists once per side, like every other map, and only the
+//! agent writes it, only while its side is idle (after the grace period):
+//! it gives the keys the drain found in the per-CPU hash their slots, and
+//! takes back the slots of keys idle for a while; the other side's hash
+//! gets the same at the next flush. A slot goes back to the free list when
+//! neither side's hash holds its key and both sides' counters have been
+//! drained. One shared hash written under running programs would not do:
+//! the kernel hands a deleted or replaced hash element to the next update
+//! at once (its free list, or the per-CPU spare element of an update), so
+//! a program still holding it could read another key's slot. Nothing is
+//! allocated in the kernel, and after a crash the agent rebuilds its slot
+//! table from the two pinned slot hashes.
+//!
+//! Measured here, each beside its counterpart of today:
 //! - the drain and the clear through the mapping, as rows of the kernel
 //!   walks table ([`walks`]);
+//! - the bookkeeping: writing 100 k keys' slots into a slot hash, and
+//!   deleting them, also rows of that table (what a flush pays for keys
+//!   that came or went; nothing in a steady state);
 //! - the counting in the kernel's test loop: two programs that differ only
 //!   in it (a per-CPU hash lookup, or a slot lookup then an array lookup;
 //!   each then two atomic adds), beside an empty program.
-//!
-//! What the sketch leaves out is the bookkeeping of slots: taking a free
-//! one for a new key (from a queue map), and giving a key's slot back only
-//! two flushes after its key is deleted, when no program can still hold
-//! it.
 
 use std::{
     net::IpAddr,
@@ -31,7 +43,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya_obj::generated::{BPF_F_MMAPABLE, bpf_attach_type, bpf_cmd, bpf_map_type, bpf_prog_type};
+use aya_obj::generated::{
+    BPF_F_MMAPABLE, bpf_attach_type, bpf_attr, bpf_cmd, bpf_map_type, bpf_prog_type,
+};
 use trafmon::{
     batch::{self, bpf, zeroed_attr},
     counters::{key_of, sum_cpus},
@@ -297,19 +311,92 @@ fn by_slot(slots: BorrowedFd<'_>, counts: BorrowedFd<'_>, max: i32) -> Vec<u64> 
     p
 }
 
-/// Writes `value` under `key` in a map with the one-element syscall.
-fn update<V>(map: BorrowedFd<'_>, key: &IpKey, value: &V) -> anyhow::Result<()> {
+/// The attr of a one-element syscall on `key` of `map`, with the value at
+/// `value`.
+fn element(map: BorrowedFd<'_>, key: &IpKey, value: u64) -> bpf_attr {
     let mut attr = zeroed_attr();
     // SAFETY: writing plain integer fields of the union.
     unsafe {
         let u = &mut attr.__bindgen_anon_2;
         u.map_fd = map.as_raw_fd() as u32;
         u.key = std::ptr::from_ref(key) as u64;
-        u.__bindgen_anon_1.value = std::ptr::from_ref(value) as u64;
+        u.__bindgen_anon_1.value = value;
     }
+    attr
+}
+
+/// Writes `value` under `key` in a map with the one-element syscall.
+fn update<V>(map: BorrowedFd<'_>, key: &IpKey, value: &V) -> anyhow::Result<()> {
+    let mut attr = element(map, key, std::ptr::from_ref(value) as u64);
     // SAFETY: key and value outlive the call and have the map's sizes.
     unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.context("cannot write a slot")?;
     Ok(())
+}
+
+/// The slot of `key` in a slot hash, read with the one-element syscall.
+fn slot_of(map: BorrowedFd<'_>, key: &IpKey) -> anyhow::Result<Option<u32>> {
+    let mut slot = 0u32;
+    let mut attr = element(map, key, std::ptr::from_mut(&mut slot) as u64);
+    // SAFETY: key and value outlive the call and have the map's sizes.
+    match unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+        Ok(_) => Ok(Some(slot)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e).context("cannot read a slot"),
+    }
+}
+
+/// The agent's bookkeeping in the slot design, as rows for the walks
+/// table: writing `n` keys' slots into a slot hash of `max_entries` (what
+/// a flush pays for keys that are new since the last one) and deleting
+/// them again (for keys that went idle), `rounds` times each, one side's
+/// hash (the other side's gets the same at the next flush). After each
+/// write every key must have its slot, after each delete none may be
+/// left.
+pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
+    let hash = walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_HASH,
+        size_of::<IpKey>(),
+        size_of::<u32>(),
+        max_entries,
+        0,
+    )?;
+    let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let slots: Vec<u32> = (0..n).collect();
+    let (mut gives, mut takes) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        batch::update(hash.as_fd(), 1, &keys, &slots)?;
+        gives.push(started.elapsed().as_secs_f64() * 1000.0);
+        for (key, slot) in keys.iter().zip(&slots) {
+            if slot_of(hash.as_fd(), key)? != Some(*slot) {
+                bail!("the slot hash lost the slot of a key it was given");
+            }
+        }
+        let started = Instant::now();
+        batch::delete(hash.as_fd(), &keys)?;
+        takes.push(started.elapsed().as_secs_f64() * 1000.0);
+        for key in &keys {
+            if slot_of(hash.as_fd(), key)?.is_some() {
+                bail!("the slot hash kept a key it deleted");
+            }
+        }
+    }
+    Ok([
+        Walk::new(
+            "`BPF_MAP_UPDATE_BATCH` of slot numbers into a slot hash",
+            "slots for keys new since the last flush (a design not built)",
+            n,
+            max_entries,
+            gives,
+        ),
+        Walk::new(
+            "`BPF_MAP_DELETE_BATCH` from a slot hash",
+            "slots taken back from idle keys (a design not built)",
+            n,
+            max_entries,
+            takes,
+        ),
+    ])
 }
 
 /// The test loop: the two ways of counting, with `keys` live keys in maps

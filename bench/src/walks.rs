@@ -115,6 +115,7 @@ pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
     for max_entries in sizes {
         out.extend(run_one(n, max_entries, rounds)?);
         out.extend(slots::mapped_walks(n, max_entries, rounds)?);
+        out.extend(slots::bookkeeping(n, max_entries, rounds)?);
     }
     Ok(out)
 }

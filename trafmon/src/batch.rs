@@ -208,13 +208,14 @@ pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `keys[i]` with the per-CPU values `values[i * cpus..][..cpus]`,
-/// thousands per syscall (benchmarks fill maps with it).
-pub fn update<K: Pod>(
+/// Writes `keys[i]` with the values `values[i * cpus..][..cpus]` (one per
+/// CPU in a per-CPU map; `cpus` is 1 for any other map), thousands per
+/// syscall (benchmarks fill maps with it).
+pub fn update<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     cpus: usize,
     keys: &[K],
-    values: &[Counters],
+    values: &[V],
 ) -> io::Result<()> {
     assert_eq!(values.len(), keys.len() * cpus, "one value per key and CPU");
     for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK * cpus)) {
