@@ -165,7 +165,12 @@ impl Walk {
             keys,
             max_entries,
             median_ms,
-            ns_per_key: median_ms * 1e6 / f64::from(keys),
+            // A walk of an empty map has no per-key cost.
+            ns_per_key: if keys == 0 {
+                0.0
+            } else {
+                median_ms * 1e6 / f64::from(keys)
+            },
             samples_ms,
         }
     }
@@ -403,10 +408,15 @@ impl Results {
             "| Map max entries | Walk | For | Median (ms) | Per key (ns) |\n|---|---|---|---|---|"
         );
         for w in &self.walks {
+            let per_key = if w.keys == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.0}", w.ns_per_key)
+            };
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {:.1} | {:.0} |",
-                w.max_entries, w.method, w.purpose, w.median_ms, w.ns_per_key
+                "| {} | {} | {} | {:.1} | {per_key} |",
+                w.max_entries, w.method, w.purpose, w.median_ms
             );
         }
         // The first two walks of each map size are the drain's and the clear's.
@@ -440,7 +450,7 @@ impl Results {
              (`BPF_F_MMAPABLE`) at (side × CPUs + CPU) × max entries + slot. A program finds the key's slot in \
              its side's slot hash (a key without one is counted in the side's per-CPU hash, as today). \
              The flush reads the idle side's slots through the mapping and zeroes them, with no system call per key, \
-             and walks only the keys new since the last flush. Only the agent writes a slot hash, only while its side \
+             and walks only the keys new since the last flush (the empty-map rows above: those walks when there are none). Only the agent writes a slot hash, only while its side \
              is idle: it gives new keys slots and takes back those of idle keys (the slot hash rows above, every key \
              at once; the other side's hash gets the same at the next flush), because the kernel reuses a deleted \
              or replaced hash element at once, and a program still holding it could read another key's slot. \
@@ -576,6 +586,27 @@ mod tests {
         assert!(md.contains("## Kernel batch walks over 100 k keys"), "{md}");
         assert!(
             md.contains("65.0 ms with 131072 max entries, 82.5 ms with 1048576 max entries"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_walk_of_an_empty_map_has_no_cost_per_key() {
+        let empty = Walk::new("lookup, empty", "steady state", 0, 131_072, vec![1.5, 2.5]);
+        assert_eq!(empty.ns_per_key, 0.0);
+        let full = Walk::new("lookup", "drain", 100_000, 131_072, vec![30.0]);
+        assert_eq!(full.ns_per_key, 300.0);
+        let md = Results {
+            walks: vec![full, empty],
+            ..Results::default()
+        }
+        .markdown();
+        assert!(
+            md.contains("| 131072 | lookup, empty | steady state | 2.0 | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 131072 | lookup | drain | 30.0 | 300 |"),
             "{md}"
         );
     }

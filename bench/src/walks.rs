@@ -116,6 +116,7 @@ pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
         out.extend(run_one(n, max_entries, rounds)?);
         out.extend(slots::mapped_walks(n, max_entries, rounds)?);
         out.extend(slots::bookkeeping(n, max_entries, rounds)?);
+        out.extend(slots::empty_walks(max_entries, rounds)?);
     }
     Ok(out)
 }
