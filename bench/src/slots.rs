@@ -28,8 +28,8 @@
 //! Measured here, each beside its counterpart of today:
 //! - the drain and the clear through the mapping, as rows of the kernel
 //!   walks table ([`walks`]);
-//! - the bookkeeping: writing 100 k keys' slots into a slot hash, and
-//!   deleting them, also rows of that table (what a flush pays for keys
+//! - the bookkeeping: writing every key's slot into a slot hash, and
+//!   deleting them all, also rows of that table (what a flush pays for keys
 //!   that came or went; nothing in a steady state);
 //! - the walks of the side's per-CPU hash that its flush still makes, over
 //!   the map empty (as in a steady state), also rows of that table;
@@ -126,7 +126,8 @@ fn page_size() -> usize {
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
-/// The two arrays of one side: keys by slot, counters by CPU and slot.
+/// The two arrays of one side: keys by slot (standing in for the agent's
+/// table of them), counters by CPU and slot.
 struct Arrays {
     /// Kept open beside its mapping, as the agent would keep it.
     _keys_map: OwnedFd,
