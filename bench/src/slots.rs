@@ -208,10 +208,10 @@ pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[
         arrays.fill(used, value);
         let started = Instant::now();
         let drained = arrays.drain(used);
-        drains.push(started.elapsed().as_secs_f64() * 1000.0);
+        drains.push(walks::ms_since(started));
         let started = Instant::now();
         arrays.clear(used);
-        clears.push(started.elapsed().as_secs_f64() * 1000.0);
+        clears.push(walks::ms_since(started));
         if drained.len() != used || drained.iter().any(|(_, c)| *c != want) {
             bail!("the mapped drain found {} of {n} keys whole", drained.len());
         }
@@ -249,10 +249,10 @@ pub fn empty_walks(max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]>
     for _ in 0..rounds {
         let started = Instant::now();
         let read = batch::lookup_all::<IpKey>(hash.as_fd(), cpus, |_, _| {})?;
-        reads.push(started.elapsed().as_secs_f64() * 1000.0);
+        reads.push(walks::ms_since(started));
         let started = Instant::now();
         let deleted = batch::delete_all::<IpKey>(hash.as_fd(), cpus)?;
-        deletes.push(started.elapsed().as_secs_f64() * 1000.0);
+        deletes.push(walks::ms_since(started));
         if read + deleted != 0 {
             bail!("the empty map held {} keys", read.max(deleted));
         }
@@ -386,6 +386,17 @@ fn slot_of(map: BorrowedFd<'_>, key: &IpKey) -> anyhow::Result<Option<u32>> {
     }
 }
 
+/// An empty slot hash of `max_entries`: address key, slot value.
+fn slot_hash(max_entries: u32) -> anyhow::Result<OwnedFd> {
+    walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_HASH,
+        size_of::<IpKey>(),
+        size_of::<u32>(),
+        max_entries,
+        0,
+    )
+}
+
 /// The agent's bookkeeping in the slot design, as rows for the walks
 /// table: writing `n` keys' slots into a slot hash of `max_entries` (what
 /// a flush pays for keys that are new since the last one) and deleting
@@ -394,20 +405,14 @@ fn slot_of(map: BorrowedFd<'_>, key: &IpKey) -> anyhow::Result<Option<u32>> {
 /// write every key must have its slot, after each delete none may be
 /// left.
 pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
-    let hash = walks::create_map(
-        bpf_map_type::BPF_MAP_TYPE_HASH,
-        size_of::<IpKey>(),
-        size_of::<u32>(),
-        max_entries,
-        0,
-    )?;
+    let hash = slot_hash(max_entries)?;
     let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
     let slots: Vec<u32> = (0..n).collect();
     let (mut gives, mut takes) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
         batch::update(hash.as_fd(), 1, &keys, &slots)?;
-        gives.push(started.elapsed().as_secs_f64() * 1000.0);
+        gives.push(walks::ms_since(started));
         for (key, slot) in keys.iter().zip(&slots) {
             if slot_of(hash.as_fd(), key)? != Some(*slot) {
                 bail!("the slot hash lost the slot of a key it was given");
@@ -415,7 +420,7 @@ pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[W
         }
         let started = Instant::now();
         batch::delete(hash.as_fd(), &keys)?;
-        takes.push(started.elapsed().as_secs_f64() * 1000.0);
+        takes.push(walks::ms_since(started));
         for key in &keys {
             if slot_of(hash.as_fd(), key)?.is_some() {
                 bail!("the slot hash kept a key it deleted");
@@ -459,13 +464,7 @@ pub fn loops(
         &live,
         &vec![Counters::ZERO; live.len() * cpus],
     )?;
-    let slot_hash = walks::create_map(
-        bpf_map_type::BPF_MAP_TYPE_HASH,
-        size_of::<IpKey>(),
-        size_of::<u32>(),
-        max_entries,
-        0,
-    )?;
+    let slot_hash = slot_hash(max_entries)?;
     for (slot, key) in (0u32..).zip(&live) {
         update(slot_hash.as_fd(), key, &slot)?;
     }

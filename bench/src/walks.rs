@@ -100,6 +100,11 @@ pub fn create_map(
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) })
 }
 
+/// Milliseconds since `started`, as the walks table shows them.
+pub fn ms_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 /// Keys in the map now.
 fn count(fd: &OwnedFd, cpus: usize) -> anyhow::Result<usize> {
     Ok(batch::lookup_all::<IpKey>(fd.as_fd(), cpus, |_, _| {})?)
@@ -137,7 +142,7 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
             if let Method::Create = method {
                 let started = Instant::now();
                 let fresh = create(max_entries)?;
-                samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
+                samples[m].push(ms_since(started));
                 // The kernel frees it later, in a worker (not timed).
                 drop(fresh);
                 continue;
@@ -153,7 +158,7 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
                 }
                 Method::Create => unreachable!("timed above: it walks nothing"),
             };
-            samples[m].push(started.elapsed().as_secs_f64() * 1000.0);
+            samples[m].push(ms_since(started));
             if walked != keys.len() {
                 bail!("{} walked {walked} of {n} keys", method.name());
             }
