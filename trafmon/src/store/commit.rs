@@ -7,38 +7,41 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use super::{FlushCommit, FlushRecord, Store, StoreError, entities, schema::recent_column, to_sql};
+use super::{
+    FlushCommit, FlushRecord, Store, StoreError, entities,
+    schema::{recent_column, recent_id},
+    to_sql,
+};
 use crate::calendar::{Calendar, Resolution};
 
 /// Rows per upsert statement: SQLite's per-statement work is paid once per
 /// `ROWS` rows instead of once per row.
 const ROWS: usize = 64;
 
-/// An upsert of `rows` rows into `recent`: `?1` to `?4` are the buckets
-/// (5-minute, hour, day, month), then per row entity, rx bytes, rx
-/// packets, tx bytes and tx packets.
+/// An upsert of `rows` rows into `recent`: `?1` is the bucket's id, then
+/// per row key, entity, rx bytes, rx packets, tx bytes and tx packets.
 fn recent_upsert(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO recent (fivemin, hour, day, month, entity,
-                             rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES ",
+        "INSERT INTO recent (id, bucket, entity, rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES ",
     );
     for i in 0..rows {
-        let p = 5 + i * 5;
+        let p = 2 + i * 6;
         if i > 0 {
             sql.push(',');
         }
         write!(
             sql,
-            "(?1, ?2, ?3, ?4, ?{p}, ?{}, ?{}, ?{}, ?{})",
+            "(?{p}, ?1, ?{}, ?{}, ?{}, ?{}, ?{})",
             p + 1,
             p + 2,
             p + 3,
-            p + 4
+            p + 4,
+            p + 5
         )
         .expect("writing to a String");
     }
     sql.push_str(
-        " ON CONFLICT (fivemin, entity) DO UPDATE SET
+        " ON CONFLICT (id) DO UPDATE SET
            rx_bytes = rx_bytes + excluded.rx_bytes,
            rx_packets = rx_packets + excluded.rx_packets,
            tx_bytes = tx_bytes + excluded.tx_bytes,
@@ -47,8 +50,8 @@ fn recent_upsert(rows: usize) -> String {
     sql
 }
 
-/// Which unfolded rows a fold moves: the 5-minute buckets before `?1`, or
-/// the one at `?1`.
+/// Which unfolded buckets a fold moves: the 5-minute buckets before `?1`,
+/// or the one at `?1`.
 #[derive(Clone, Copy)]
 enum Buckets {
     Before,
@@ -56,6 +59,7 @@ enum Buckets {
 }
 
 impl Buckets {
+    /// The condition on `recent_bucket`'s columns.
     fn condition(self) -> &'static str {
         match self {
             Self::Before => "fivemin < ?1",
@@ -69,9 +73,10 @@ impl Buckets {
 fn fold_sql(res: Resolution, which: Buckets) -> String {
     format!(
         "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
-         SELECT entity, {column}, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
-         FROM recent WHERE {condition}
-         GROUP BY entity, {column}
+         SELECT r.entity, b.{column}, SUM(r.rx_bytes), SUM(r.rx_packets), SUM(r.tx_bytes), SUM(r.tx_packets)
+         FROM recent r JOIN recent_bucket b ON b.id = r.bucket
+         WHERE b.{condition}
+         GROUP BY r.entity, b.{column}
          ON CONFLICT (entity, start) DO UPDATE SET
            rx_bytes = rx_bytes + excluded.rx_bytes,
            rx_packets = rx_packets + excluded.rx_packets,
@@ -83,14 +88,58 @@ fn fold_sql(res: Resolution, which: Buckets) -> String {
     )
 }
 
-/// Folds `which` buckets in `tx` and deletes them from `recent`; the
-/// number of rows moved.
+/// Folds `which` buckets in `tx` and deletes them and their rows from
+/// `recent`; the number of rows moved.
 fn fold_in(tx: &Transaction<'_>, which: Buckets, at: i64) -> rusqlite::Result<usize> {
     for res in Resolution::ALL {
         tx.prepare_cached(&fold_sql(res, which))?.execute([at])?;
     }
-    tx.prepare_cached(&format!("DELETE FROM recent WHERE {}", which.condition()))?
-        .execute([at])
+    // A bucket's rows are one range of keys (`recent_id`).
+    let delete_rows =
+        "DELETE FROM recent WHERE id >= ?1 * 4294967296 AND id < (?1 + 1) * 4294967296";
+    let mut moved = 0;
+    let buckets: Vec<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT id FROM recent_bucket WHERE {}",
+            which.condition()
+        ))?
+        .query_map([at], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for bucket in buckets {
+        moved += tx.prepare_cached(delete_rows)?.execute([bucket])?;
+    }
+    tx.prepare_cached(&format!(
+        "DELETE FROM recent_bucket WHERE {}",
+        which.condition()
+    ))?
+    .execute([at])?;
+    Ok(moved)
+}
+
+/// The id of the unfolded 5-minute bucket `buckets[0]`, filed under the
+/// coarser `buckets[1..]`, made when there is none. Rows of that 5-minute
+/// bucket filed under other coarser buckets (the month start day or the
+/// time zone changed within it) are folded first, so that the bucket's
+/// rows agree.
+fn bucket_id(tx: &Transaction<'_>, buckets: [i64; 4]) -> rusqlite::Result<i64> {
+    let filed: Option<(i64, [i64; 3])> = tx
+        .prepare_cached("SELECT id, hour, day, month FROM recent_bucket WHERE fivemin = ?1")?
+        .query_row([buckets[0]], |r| {
+            Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?]))
+        })
+        .optional()?;
+    match filed {
+        Some((id, coarser)) if coarser[..] == buckets[1..] => return Ok(id),
+        Some(_) => {
+            fold_in(tx, Buckets::At, buckets[0])?;
+        }
+        None => {}
+    }
+    tx.prepare_cached(
+        "INSERT INTO recent_bucket (fivemin, hour, day, month) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(buckets)?;
+    Ok(tx.last_insert_rowid())
 }
 
 impl Store {
@@ -129,43 +178,38 @@ impl Store {
             move |source| StoreError::Sql { path, what, source }
         };
         let tx = self.conn.transaction().map_err(sql("begin a flush"))?;
-        // Rows of this 5-minute bucket filed under other coarser buckets
-        // (the month start day or the time zone changed within it) are
-        // folded first, so that the bucket's rows agree.
-        let filed: Option<[i64; 3]> = tx
-            .prepare_cached("SELECT hour, day, month FROM recent WHERE fivemin = ?1 LIMIT 1")
-            .and_then(|mut s| {
-                s.query_row([buckets[0]], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))
-                    .optional()
-            })
-            .map_err(sql("read recent traffic"))?;
-        if filed.is_some_and(|f| f[..] != buckets[1..]) {
-            fold_in(&tx, Buckets::At, buckets[0]).map_err(sql("fold recent traffic"))?;
-        }
         let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
-        {
-            // Many rows per statement, in entity id order: the B-tree is
-            // walked in key order once (ids follow first appearance, not
-            // the order of the deltas).
-            let mut order: Vec<usize> = (0..ids.len()).collect();
-            order.sort_unstable_by_key(|&i| ids[i]);
+        if !flush.deltas.is_empty() {
+            let bucket = bucket_id(&tx, buckets).map_err(sql("file recent traffic"))?;
+            // Many rows per statement, in key order: the B-tree is walked
+            // in key order once (ids follow first appearance, not the
+            // order of the deltas).
+            let mut rows: Vec<(i64, usize)> = Vec::with_capacity(ids.len());
+            for (i, &id) in ids.iter().enumerate() {
+                let key = recent_id(bucket, id).ok_or_else(|| StoreError::KeyRange {
+                    path: self.path.clone(),
+                    bucket,
+                    entity: id,
+                })?;
+                rows.push((key, i));
+            }
+            rows.sort_unstable();
             let full = recent_upsert(ROWS);
-            for rows in order.chunks(ROWS) {
+            for chunk in rows.chunks(ROWS) {
                 let last;
-                let text = if rows.len() == ROWS {
+                let text = if chunk.len() == ROWS {
                     &full
                 } else {
-                    last = recent_upsert(rows.len());
+                    last = recent_upsert(chunk.len());
                     &last
                 };
                 let mut stmt = tx.prepare_cached(text).map_err(sql("prepare an upsert"))?;
-                for (i, b) in buckets.iter().enumerate() {
-                    stmt.raw_bind_parameter(1 + i, b)
-                        .map_err(sql("write recent traffic"))?;
-                }
-                for (i, &row) in rows.iter().enumerate() {
+                stmt.raw_bind_parameter(1, bucket)
+                    .map_err(sql("write recent traffic"))?;
+                for (i, &(key, row)) in chunk.iter().enumerate() {
                     let c = &flush.deltas[row].counters;
                     let values = [
+                        key,
                         ids[row],
                         to_sql(c.rx_bytes),
                         to_sql(c.rx_packets),
@@ -173,18 +217,18 @@ impl Store {
                         to_sql(c.tx_packets),
                     ];
                     for (j, v) in values.into_iter().enumerate() {
-                        stmt.raw_bind_parameter(5 + i * 5 + j, v)
+                        stmt.raw_bind_parameter(2 + i * 6 + j, v)
                             .map_err(sql("write recent traffic"))?;
                     }
                 }
                 stmt.raw_execute().map_err(sql("write recent traffic"))?;
             }
-            tx.execute(
-                "INSERT INTO flush (seq, side, at_ms) VALUES (?1, ?2, ?3)",
-                params![flush.seq, flush.side, flush.at.as_millisecond()],
-            )
-            .map_err(sql("write the flush record"))?;
         }
+        tx.execute(
+            "INSERT INTO flush (seq, side, at_ms) VALUES (?1, ?2, ?3)",
+            params![flush.seq, flush.side, flush.at.as_millisecond()],
+        )
+        .map_err(sql("write the flush record"))?;
         tx.commit().map_err(sql("commit a flush"))?;
         self.known.remember(&flush.deltas, &ids);
         Ok(())
@@ -209,7 +253,7 @@ impl Store {
     /// The start of the oldest 5-minute bucket with unfolded rows.
     pub fn oldest_unfolded(&self) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT MIN(fivemin) FROM recent", [], |r| r.get(0))
+            .query_row("SELECT MIN(fivemin) FROM recent_bucket", [], |r| r.get(0))
             .map_err(|e| self.sql("read the oldest unfolded bucket", e))
     }
 
@@ -690,6 +734,41 @@ mod tests {
             got,
             vec![("192.0.2.1", 2), ("192.0.2.2", 1), ("192.0.2.3", 1)]
         );
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// An entity id that `recent`'s key cannot hold stops the commit with
+    /// a message, and nothing of the flush is written (no row can land on
+    /// another entity's key).
+    #[test]
+    fn an_entity_id_beyond_the_key_is_refused_and_nothing_is_written() {
+        let path = tmp("key-range");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO entity (id, kind, key, label) VALUES (4294967296, 'ip', '192.0.2.9', '192.0.2.9')",
+            )
+            .unwrap();
+        let f = FlushCommit {
+            seq: 1,
+            side: 0,
+            at: at("2026-11-22T10:04:50Z"),
+            deltas: vec![
+                delta(Kind::Ip, "192.0.2.1", 5, 5),
+                delta(Kind::Ip, "192.0.2.9", 7, 7),
+            ],
+        };
+        let e = store.commit(&f, &cal()).expect_err("must fail");
+        assert!(
+            e.to_string().contains(
+                "in unfolded bucket 1 is beyond the unfolded rows' key; the flush was not committed"
+            ),
+            "{e}"
+        );
+        assert_eq!(store.next_seq().unwrap(), 1);
+        assert_eq!(store.oldest_unfolded().unwrap(), None);
+        assert!(store.totals().unwrap().is_empty());
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

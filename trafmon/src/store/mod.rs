@@ -1,9 +1,10 @@
 //! The history store: SQLite in WAL mode, one writer (the agent), any number
 //! of readers. One table per resolution with a unique key on (entity,
 //! bucket start). A flush upserts its deltas into `recent` (one row per
-//! entity and 5-minute bucket, naming its bucket in every resolution),
-//! together with its flush record in one transaction; when a 5-minute bucket has closed, a fold moves its rows
-//! into the four tables in one transaction ([`Store::fold`]). Readers read
+//! entity and 5-minute bucket; `recent_bucket` names the bucket in every
+//! resolution), together with its flush record in one transaction; when a
+//! 5-minute bucket has closed, a fold moves its rows into the four tables
+//! in one transaction ([`Store::fold`]). Readers read
 //! views of table plus `recent`, so they never see a byte twice or miss
 //! one. The schema version is checked on open, and a file that is not a
 //! trafmon database of a known version is never written.
@@ -27,9 +28,10 @@ use trafmon_common::Counters;
 use crate::calendar::{CalendarError, Resolution};
 
 /// The schema this trafmon writes and reads. Version 2 added the quota
-/// state, version 3 the unfolded rows; older files are upgraded when the
+/// state, version 3 the unfolded rows, version 4 the sums of pruned
+/// months, version 5 the unfolded rows keyed by one integer; older files are upgraded when the
 /// agent opens them.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// `PRAGMA application_id` of a trafmon database ("tmdb").
 pub const APPLICATION_ID: i64 = 0x746d_6462;
 
@@ -98,6 +100,20 @@ pub enum StoreError {
         path: PathBuf,
         /// Its version.
         found: i64,
+    },
+    /// A key of the unfolded rows would not hold a bucket or entity id
+    /// (more than 2³¹ unfolded buckets or 2³² entities, which no store
+    /// reaches in practice); the flush stays uncommitted.
+    #[error(
+        "{path}: entity id {entity} in unfolded bucket {bucket} is beyond the unfolded rows' key; the flush was not committed"
+    )]
+    KeyRange {
+        /// The file.
+        path: PathBuf,
+        /// The bucket's id.
+        bucket: i64,
+        /// The entity's id.
+        entity: i64,
     },
     /// A query or a write failed.
     #[error("{path}: cannot {what}")]
@@ -537,7 +553,7 @@ mod tests {
         let before = fs::read(&path).unwrap();
         let e = Store::open(&path).err().expect("must fail").to_string();
         assert!(
-            e.contains("schema version 99, but this trafmon knows version 4"),
+            e.contains("schema version 99, but this trafmon knows version 5"),
             "{e}"
         );
         assert_eq!(fs::read(&path).unwrap(), before);
@@ -552,9 +568,37 @@ mod tests {
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
+    /// Version 3 and 4's table of unfolded rows and its views, as they
+    /// made them.
+    fn version_3_recent() -> String {
+        let mut ddl = String::from(
+            "CREATE TABLE recent (
+                fivemin INTEGER NOT NULL, hour INTEGER NOT NULL, day INTEGER NOT NULL,
+                month INTEGER NOT NULL, entity INTEGER NOT NULL REFERENCES entity (id),
+                rx_bytes INTEGER NOT NULL, rx_packets INTEGER NOT NULL,
+                tx_bytes INTEGER NOT NULL, tx_packets INTEGER NOT NULL,
+                PRIMARY KEY (fivemin, entity)
+            ) WITHOUT ROWID;",
+        );
+        for (res, column) in Resolution::ALL
+            .into_iter()
+            .zip(["fivemin", "hour", "day", "month"])
+        {
+            ddl.push_str(&format!(
+                "CREATE VIEW {} AS
+                    SELECT entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets FROM {}
+                    UNION ALL
+                    SELECT entity, {column}, rx_bytes, rx_packets, tx_bytes, tx_packets FROM recent;",
+                res.view(),
+                res.table()
+            ));
+        }
+        ddl
+    }
+
     #[test]
-    fn version_1_to_3_stores_are_upgraded_with_their_history() {
-        for old in [1, 2, 3] {
+    fn version_1_to_4_stores_are_upgraded_with_their_history() {
+        for old in [1, 2, 3, 4] {
             let path = tmp(&format!("v{old}"));
             let mut store = Store::open(&path).unwrap();
             let f = FlushCommit {
@@ -565,11 +609,30 @@ mod tests {
             };
             store.commit(&f, &cal()).unwrap();
             store.fold(i64::MAX).unwrap();
-            // What the older versions did not have.
-            let mut undo = String::from("DROP VIEW lifetime_all; DROP TABLE pruned;");
-            if old < 3 {
+            // What the older versions did not have, or had otherwise.
+            let mut undo = String::from(
+                "DROP VIEW lifetime_all;
+                 DROP VIEW fivemin_all; DROP VIEW hourly_all; DROP VIEW daily_all; DROP VIEW monthly_all;
+                 DROP TABLE recent; DROP TABLE recent_bucket;",
+            );
+            if old < 4 {
+                undo.push_str("DROP TABLE pruned;");
+            }
+            if old >= 3 {
+                // Unfolded rows in version 3's table: 2026-11-20 10:00 in
+                // its hour, day and month (UTC, billing from the 1st).
+                undo.push_str(&version_3_recent());
                 undo.push_str(
-                    "DROP VIEW fivemin_all; DROP VIEW hourly_all; DROP VIEW daily_all; DROP VIEW monthly_all; DROP TABLE recent;",
+                    "INSERT INTO recent SELECT 1795168800, 1795168800, 1795132800, 1793491200, id, 10, 1, 20, 2
+                     FROM entity WHERE key = '1000';",
+                );
+            }
+            if old == 4 {
+                undo.push_str(
+                    "CREATE VIEW lifetime_all AS
+                        SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets FROM monthly_all
+                        UNION ALL
+                        SELECT entity, rx_bytes, rx_packets, tx_bytes, tx_packets FROM pruned;",
                 );
             }
             if old == 1 {
@@ -577,23 +640,60 @@ mod tests {
             }
             undo.push_str(&format!("PRAGMA user_version = {old};"));
             store.conn.execute_batch(&undo).unwrap();
+            if old >= 3 {
+                let before =
+                    store
+                        .conn
+                        .query_row("SELECT SUM(tx_bytes) FROM monthly_all", [], |r| {
+                            r.get::<_, i64>(0)
+                        });
+                assert_eq!(before.unwrap(), 24, "the old layout as made");
+            }
             drop(store);
             let e = Store::open_read_only(&path).err().expect("must fail");
             assert!(
                 e.to_string().contains(&format!(
-                    "schema version {old} is older than this trafmon's 4; restart the agent"
+                    "schema version {old} is older than this trafmon's 5; restart the agent"
                 )),
                 "{e}"
             );
-            let store = Store::open(&path).unwrap();
-            assert_eq!(store.totals().unwrap().len(), 1, "from version {old}");
-            assert_eq!(store.totals().unwrap()[0].counters.tx_bytes, 4);
+            let mut store = Store::open(&path).unwrap();
+            let unfolded = if old >= 3 { 20 } else { 0 };
+            let totals = store.totals().unwrap();
+            assert_eq!(totals.len(), 1, "from version {old}");
+            assert_eq!(totals[0].counters.tx_bytes, 4 + unfolded);
+            // Version 3's unfolded rows were folded into every table on the
+            // way, in the buckets they named.
+            let sums = store.resolution_sums().unwrap();
+            assert!(sums.iter().all(|c| c.tx_bytes == 4 + unfolded), "{sums:?}");
+            assert_eq!(store.oldest_unfolded().unwrap(), None);
+            let hours = store
+                .rows(Resolution::Hour, Kind::Uid, i64::MIN, i64::MAX)
+                .unwrap();
+            let hours: Vec<(i64, u64)> = hours
+                .iter()
+                .map(|((_, start), (_, c))| (*start, c.tx_bytes))
+                .collect();
+            let mut want = vec![(1_795_132_800, 4)];
+            if old >= 3 {
+                want.push((1_795_168_800, 20));
+            }
+            assert_eq!(hours, want, "from version {old}");
             assert!(store.quota_states().unwrap().is_empty());
             let version: i64 = store
                 .conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(version, SCHEMA_VERSION);
+            // And the upgraded store takes flushes.
+            let f = FlushCommit {
+                seq: 2,
+                side: 0,
+                at: "2026-11-20T00:05:10Z".parse().unwrap(),
+                deltas: vec![delta(Kind::Uid, "1000", 1, 1)],
+            };
+            store.commit(&f, &cal()).unwrap();
+            assert_eq!(store.totals().unwrap()[0].counters.tx_bytes, 5 + unfolded);
             fs::remove_dir_all(path.parent().unwrap()).unwrap();
         }
     }

@@ -4,9 +4,7 @@
 use rusqlite::params;
 use trafmon_common::Counters;
 
-use super::{
-    Entity, Kind, Rows, Source, Store, StoreError, Total, from_sql, schema::recent_column,
-};
+use super::{Entity, Kind, Rows, Source, Store, StoreError, Total, from_sql, schema::recent_rows};
 use crate::calendar::Resolution;
 
 impl Store {
@@ -135,7 +133,9 @@ impl Store {
 
     /// Rows of `res` per entity and bucket start, for the report: the
     /// table's rows plus the unfolded ones, read apart and added here (a
-    /// join over the view is twice as slow for a year of history).
+    /// join over the view is twice as slow for a year of history), in one
+    /// read transaction, so that a fold between the two reads can neither
+    /// hide rows nor show them twice.
     pub fn rows(
         &self,
         res: Resolution,
@@ -144,9 +144,14 @@ impl Store {
         to: i64,
     ) -> Result<Rows, StoreError> {
         let mut out = Rows::new();
+        // Unchecked: only reads, and the store's one connection has no
+        // other transaction open while a report reads.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.sql("read rows", e))?;
         for source in [res.table(), recent_rows(res).as_str()] {
-            let mut stmt = self
-                .conn
+            let mut stmt = tx
                 .prepare_cached(&format!(
                     "SELECT e.key, e.label, t.start, t.rx_bytes, t.rx_packets, t.tx_bytes, t.tx_packets
                      FROM {source} t JOIN entity e ON e.id = t.entity
@@ -175,14 +180,7 @@ impl Store {
                 out.entry(key).or_insert((label, Counters::ZERO)).1.add(&c);
             }
         }
+        tx.commit().map_err(|e| self.sql("read rows", e))?;
         Ok(out)
     }
-}
-
-/// The unfolded rows as rows of `res`: entity, start and counters.
-fn recent_rows(res: Resolution) -> String {
-    format!(
-        "(SELECT entity, {} AS start, rx_bytes, rx_packets, tx_bytes, tx_packets FROM recent)",
-        recent_column(res)
-    )
 }
