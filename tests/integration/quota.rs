@@ -14,8 +14,12 @@ use trafmon::store::Kind;
 use crate::harness::{As, Env, Traffic, add_owner_rules, assert_uid_tx, count_of, finish_all};
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// Every bulk transfer stops after this much, whatever its time.
-const MAX_BYTES: &str = "68719476736";
+/// Every bulk transfer stops after this much, whatever its time: 1 TiB,
+/// far above what a 10-second flood moves over a veth pair (about 80 GiB
+/// here), so that a rate is never the bound's. (64 GiB was once the
+/// bound, and a fast run reached it: the flood beside a throttled one
+/// then showed 6553.6 MiB/s, 64 GiB over 10 s, against 8404 alone.)
+const MAX_BYTES: &str = "1099511627776";
 
 /// `trafmon quota --json`, the entry named `name`.
 fn quota(env: &Env, name: &str) -> Value {
@@ -104,6 +108,51 @@ fn rate(rx: Traffic, tx: Traffic, seconds: u32) -> f64 {
     got as f64 / f64::from(seconds)
 }
 
+/// Floods of 10 s side by side, from `throttled` to `throttled_addr` and
+/// from `free` to `free_addr` (both received as `to`): checks that the
+/// throttled one moves at 1 MiB/s (± 15 %) and that the other keeps 90 %
+/// of its unthrottled rate, measured alone for 5 s just before and just
+/// after (their mean, since this VM's rates drift within a minute). A
+/// flood here fills both CPUs, so a window's rate also moves by up to
+/// about 10 % with whatever else the VM runs: a round whose free flood
+/// falls short is run again, up to three rounds, each on ports of its own
+/// from `port`. Throttling that slowed other traffic fails every round.
+fn throttled_beside_free(
+    env: &Env,
+    (throttled, throttled_addr): (As<'_>, &str),
+    (free, free_addr): (As<'_>, &str),
+    to: As<'_>,
+    port: u16,
+) {
+    let mut rounds = Vec::new();
+    for round in 0..3u16 {
+        let port = |i: u16| (port + 10 * round + i).to_string();
+        let (rx, tx) = flood(env, free, to, free_addr, &port(0), 5);
+        let before = rate(rx, tx, 5);
+        let (slow_rx, slow_tx) = flood(env, throttled, to, throttled_addr, &port(1), 10);
+        let (fast_rx, fast_tx) = flood(env, free, to, free_addr, &port(2), 10);
+        let fast = rate(fast_rx, fast_tx, 10);
+        let slow = rate(slow_rx, slow_tx, 10);
+        let (rx, tx) = flood(env, free, to, free_addr, &port(3), 5);
+        let after = rate(rx, tx, 5);
+        let alone = (before + after) / 2.0;
+        let line = format!(
+            "throttled: {:.3} MiB/s; other: {:.1} MiB/s beside it, alone {:.1} before and {:.1} after",
+            slow / MIB,
+            fast / MIB,
+            before / MIB,
+            after / MIB
+        );
+        eprintln!("round {round}: {line}");
+        assert!((0.85 * MIB..=1.15 * MIB).contains(&slow), "{line}");
+        rounds.push(line);
+        if fast >= 0.9 * alone {
+            return;
+        }
+    }
+    panic!("the other flood kept less than 90 % of its rate alone in every round: {rounds:#?}");
+}
+
 const THROTTLED: u32 = 61101;
 const FREE: u32 = 61102;
 
@@ -131,28 +180,12 @@ rate = "1MiB/s"
     env.send(throttled, "192.0.2.100", "7100", 200_000);
     wait_state(&env, "seedbox", "throttled");
 
-    let (rx, tx) = flood(&env, free, root_b, "192.0.2.100", "7101", 5);
-    let alone = rate(rx, tx, 5);
-    let (slow_rx, slow_tx) = flood(&env, throttled, root_b, "192.0.2.100", "7102", 10);
-    let (fast_rx, fast_tx) = flood(&env, free, root_b, "192.0.2.100", "7103", 10);
-    let fast = rate(fast_rx, fast_tx, 10);
-    let slow = rate(slow_rx, slow_tx, 10);
-    eprintln!(
-        "throttled: {:.3} MiB/s; other uid: {:.1} MiB/s alone, {:.1} MiB/s beside it",
-        slow / MIB,
-        alone / MIB,
-        fast / MIB
-    );
-    assert!(
-        (0.85 * MIB..=1.15 * MIB).contains(&slow),
-        "throttled uid at {:.3} MiB/s",
-        slow / MIB
-    );
-    assert!(
-        fast >= 0.9 * alone,
-        "other uid at {:.1} MiB/s beside the throttled one, {:.1} MiB/s alone",
-        fast / MIB,
-        alone / MIB
+    throttled_beside_free(
+        &env,
+        (throttled, "192.0.2.100"),
+        (free, "192.0.2.100"),
+        root_b,
+        7101,
     );
     drop(agent);
 }
@@ -185,28 +218,12 @@ rate = "1MiB/s"
     finish_all([tx], [rx]);
     wait_state(&env, "customer", "throttled");
 
-    let (rx, tx) = flood(&env, root_b, root_a, "192.0.2.1", "7201", 5);
-    let alone = rate(rx, tx, 5);
-    let (slow_rx, slow_tx) = flood(&env, root_b, root_a, "2001:db8::50", "7202", 10);
-    let (fast_rx, fast_tx) = flood(&env, root_b, root_a, "192.0.2.1", "7203", 10);
-    let fast = rate(fast_rx, fast_tx, 10);
-    let slow = rate(slow_rx, slow_tx, 10);
-    eprintln!(
-        "throttled group: {:.3} MiB/s; other address: {:.1} MiB/s alone, {:.1} MiB/s beside it",
-        slow / MIB,
-        alone / MIB,
-        fast / MIB
-    );
-    assert!(
-        (0.85 * MIB..=1.15 * MIB).contains(&slow),
-        "throttled group at {:.3} MiB/s",
-        slow / MIB
-    );
-    assert!(
-        fast >= 0.9 * alone,
-        "other address at {:.1} MiB/s beside the throttled group, {:.1} MiB/s alone",
-        fast / MIB,
-        alone / MIB
+    throttled_beside_free(
+        &env,
+        (root_b, "2001:db8::50"),
+        (root_b, "192.0.2.1"),
+        root_a,
+        7201,
     );
     drop(agent);
 }
