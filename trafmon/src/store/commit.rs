@@ -737,6 +737,48 @@ mod tests {
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
+    /// The same keys flush after flush (their ids come from the cache of
+    /// the last flush's), then a set with one key gone and one new, then
+    /// the first set again, then one key twice: every key keeps its one
+    /// row.
+    #[test]
+    fn keys_that_stay_come_and_go_keep_their_ids() {
+        let path = tmp("steady");
+        let mut store = Store::open(&path).unwrap();
+        let sets: [&[&str]; 5] = [
+            &["192.0.2.1", "192.0.2.2"],
+            &["192.0.2.1", "192.0.2.2"],
+            &["192.0.2.1", "192.0.2.3"],
+            &["192.0.2.2", "192.0.2.1"],
+            &["192.0.2.3", "192.0.2.3"],
+        ];
+        for (seq, ips) in (1..).zip(sets) {
+            let f = FlushCommit {
+                seq,
+                side: 0,
+                at: at("2026-11-22T10:04:50Z"),
+                deltas: ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 0)).collect(),
+            };
+            store.commit(&f, &cal()).unwrap();
+        }
+        let entities: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM entity", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entities, 3);
+        let got: Vec<(String, u64)> = store
+            .totals()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.entity.key, t.counters.rx_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [("192.0.2.1", 4), ("192.0.2.2", 3), ("192.0.2.3", 3)].map(|(k, n)| (k.to_owned(), n))
+        );
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
     /// An entity id that `recent`'s key cannot hold stops the commit with
     /// a message, and nothing of the flush is written (no row can land on
     /// another entity's key).
