@@ -181,21 +181,13 @@ impl Store {
         let ids = entities::ids(&tx, &self.known, &flush.deltas, sql)?;
         if !flush.deltas.is_empty() {
             let bucket = bucket_id(&tx, buckets).map_err(sql("file recent traffic"))?;
-            // Many rows per statement, in key order: the B-tree is walked
-            // in key order once (ids follow first appearance, not the
-            // order of the deltas).
-            let mut rows: Vec<(i64, usize)> = Vec::with_capacity(ids.len());
-            for (i, &id) in ids.iter().enumerate() {
-                let key = recent_id(bucket, id).ok_or_else(|| StoreError::KeyRange {
-                    path: self.path.clone(),
-                    bucket,
-                    entity: id,
-                })?;
-                rows.push((key, i));
-            }
-            rows.sort_unstable();
+            // Many rows per statement, in key order (the entity's, within
+            // one bucket): the B-tree is walked in key order once (ids
+            // follow first appearance, not the order of the deltas).
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_unstable_by_key(|&i| ids[i]);
             let full = recent_upsert(ROWS);
-            for chunk in rows.chunks(ROWS) {
+            for chunk in order.chunks(ROWS) {
                 let last;
                 let text = if chunk.len() == ROWS {
                     &full
@@ -206,7 +198,12 @@ impl Store {
                 let mut stmt = tx.prepare_cached(text).map_err(sql("prepare an upsert"))?;
                 stmt.raw_bind_parameter(1, bucket)
                     .map_err(sql("write recent traffic"))?;
-                for (i, &(key, row)) in chunk.iter().enumerate() {
+                for (i, &row) in chunk.iter().enumerate() {
+                    let key = recent_id(bucket, ids[row]).ok_or_else(|| StoreError::KeyRange {
+                        path: self.path.clone(),
+                        bucket,
+                        entity: ids[row],
+                    })?;
                     let c = &flush.deltas[row].counters;
                     let values = [
                         key,
