@@ -454,10 +454,11 @@ impl Results {
              is idle: it gives new keys slots and takes back those of idle keys (the slot hash rows above, every key \
              at once; the other side's hash gets the same at the next flush), because the kernel reuses a deleted \
              or replaced hash element at once, and a program still holding it could read another key's slot. \
-             Below, two tc programs that differ only in the counting \
-             (a lookup in a per-CPU hash, or a slot lookup and then the array element of this CPU; \
+             Below, tc programs that differ only in the counting \
+             (a lookup in a per-CPU hash; the same with the IPv4 address alone as a 4-byte key, as a map of IPv4 \
+             addresses of their own would hold it, also not built; or a slot lookup and then the array element of this CPU; \
              then two atomic adds each) in the kernel's test loop, {} runs per sample, {} live keys in maps of {} entries, \
-             beside an empty tc program; the key is built on the stack, as both designs would after parsing the frame.\n",
+             beside an empty tc program; the key is built on the stack, as each design would after parsing the frame.\n",
             first.repeat,
             keys(first.keys),
             self.slot_entries

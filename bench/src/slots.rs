@@ -33,12 +33,14 @@
 //!   that came or went; nothing in a steady state);
 //! - the walks of the side's per-CPU hash that its flush still makes, over
 //!   the map empty (as in a steady state), also rows of that table;
-//! - the counting in the kernel's test loop: two programs that differ only
-//!   in it (a per-CPU hash lookup, or a slot lookup then an array lookup;
-//!   each then two atomic adds), beside an empty program.
+//! - the counting in the kernel's test loop: programs that differ only in
+//!   it (a per-CPU hash lookup; the same with a 4-byte IPv4 key, as a map
+//!   of IPv4 addresses alone would count, also not built; or a slot lookup
+//!   then an array lookup; each then two atomic adds), beside an empty
+//!   program.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
     ptr::NonNull,
     time::Instant,
@@ -331,6 +333,34 @@ fn by_hash(hash: BorrowedFd<'_>) -> Vec<u64> {
     p
 }
 
+/// The test frame's destination as an IPv4-only key: its four address
+/// bytes, as a map of 4-byte keys would hold them.
+fn probe_v4() -> u32 {
+    u32::from_ne_bytes([198, 51, 100, 1])
+}
+
+/// Live IPv4 keys beside the probe, from the benchmarking range
+/// 198.18.0.0/15 (map keys only: nothing is sent to them).
+fn address_v4(i: u32) -> u32 {
+    u32::from_ne_bytes(Ipv4Addr::from(0xc612_0000 + i).octets())
+}
+
+/// Today's counting with a 4-byte key, as a map of IPv4 addresses alone
+/// would count them (not built): the address on the stack, a lookup in a
+/// per-CPU hash, the adds.
+fn by_hash_v4(hash: BorrowedFd<'_>) -> Vec<u64> {
+    let mut p = vec![asm::store_imm32(
+        R10,
+        -24,
+        i32::from_ne_bytes(probe_v4().to_ne_bytes()),
+    )];
+    p.extend(lookup(hash, -24));
+    p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
+    p.extend(count());
+    p.extend(pass());
+    p
+}
+
 /// The slot design's: the key's slot in a hash, then its element of the
 /// array for this CPU.
 fn by_slot(slots: BorrowedFd<'_>, counts: BorrowedFd<'_>, max: i32) -> Vec<u64> {
@@ -445,7 +475,7 @@ pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[W
     ])
 }
 
-/// The test loop: the two ways of counting, with `keys` live keys in maps
+/// The test loop: the ways of counting, with `keys` live keys in maps
 /// of `max_entries`, and an empty tc program, `rounds` rounds of `repeat`
 /// runs each in a rotating order. Each must have counted every run once.
 pub fn loops(
@@ -464,6 +494,24 @@ pub fn loops(
         &live,
         &vec![Counters::ZERO; live.len() * cpus],
     )?;
+    // At most as many IPv4 keys as the range holds.
+    let live_v4: Vec<u32> = (0..(keys - 1).min(1 << 17))
+        .map(address_v4)
+        .chain([probe_v4()])
+        .collect();
+    let hash_v4 = walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH,
+        size_of::<u32>(),
+        size_of::<Counters>(),
+        max_entries,
+        0,
+    )?;
+    batch::update(
+        hash_v4.as_fd(),
+        cpus,
+        &live_v4,
+        &vec![Counters::ZERO; live_v4.len() * cpus],
+    )?;
     let slot_hash = slot_hash(max_entries)?;
     for (slot, key) in (0u32..).zip(&live) {
         update(slot_hash.as_fd(), key, &slot)?;
@@ -476,6 +524,10 @@ pub fn loops(
         (
             "per-CPU hash (trafmon's)",
             asm::load(tc, any, &by_hash(hash.as_fd()), "trafbench_hash")?,
+        ),
+        (
+            "per-CPU hash, 4-byte IPv4 key (not built)",
+            asm::load(tc, any, &by_hash_v4(hash_v4.as_fd()), "trafbench_hash4")?,
         ),
         (
             "slot hash, then array (not built)",
@@ -506,11 +558,18 @@ pub fn loops(
             in_hash = Some(sum_cpus(v));
         }
     })?;
+    let mut in_hash_v4 = None;
+    batch::lookup_all::<u32>(hash_v4.as_fd(), cpus, |k, v| {
+        if k == probe_v4() {
+            in_hash_v4 = Some(sum_cpus(v));
+        }
+    })?;
     let slot = live.len() - 1;
     let counts = arrays.counts.slice();
     let in_slot = sum_cpus((0..cpus).map(|cpu| &counts[cpu * arrays.max + slot]));
     for (what, got) in [
         ("hash", in_hash.unwrap_or_default()),
+        ("4-byte key hash", in_hash_v4.unwrap_or_default()),
         ("slot array", in_slot),
     ] {
         let got = (got.rx_packets, got.rx_bytes);
