@@ -42,36 +42,6 @@ impl Running {
         Self::spawn_as(trafgen, ns, cgroup, None, args, listens)
     }
 
-    /// [`Running::spawn`], on CPU `cpu` only.
-    fn spawn_on(
-        cpu: usize,
-        trafgen: &Path,
-        ns: &Netns,
-        cgroup: Option<&Cgroup>,
-        args: &[&str],
-        listens: bool,
-    ) -> anyhow::Result<Self> {
-        let mut cmd = ns.command_as(trafgen, cgroup, None)?;
-        // SAFETY: an all-zero cpu_set_t is the empty set, and CPU_SET only
-        // sets a bit of it.
-        let set = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            set
-        };
-        // SAFETY: sched_setaffinity(2) is a plain system call on a set
-        // made before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Self::start(cmd, args, listens)
-    }
-
     /// [`Running::spawn`], as user `uid` when given.
     fn spawn_as(
         trafgen: &Path,
@@ -134,6 +104,28 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// `cmd`, to run on CPU `cpu` only.
+fn pinned(mut cmd: Command, cpu: usize) -> Command {
+    // SAFETY: an all-zero cpu_set_t is the empty set, and CPU_SET only
+    // sets a bit of it.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    // SAFETY: sched_setaffinity(2) is a plain system call on a set made
+    // before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 fn secs(d: Duration) -> String {
@@ -210,19 +202,13 @@ pub fn tcp_rate(
     // ran at about 55 or about 90 to 110 Gbit/s from one run to the next,
     // whatever was attached, and a median of a few such runs compared
     // the modes, not the variants; pinned, it ran at 71 to 73.
-    let sink = Running::spawn_on(
-        TCP_CPU,
-        trafgen,
-        &pair.b,
-        None,
+    let sink = Running::start(
+        pinned(pair.b.command_as(trafgen, None, None)?, TCP_CPU),
         &["tcp-recv-for", ADDR_B, "9001", &window_s],
         true,
     )?;
-    let sender = Running::spawn_on(
-        TCP_CPU,
-        trafgen,
-        &pair.a,
-        cgroup,
+    let sender = Running::start(
+        pinned(pair.a.command_as(trafgen, cgroup, None)?, TCP_CPU),
         &["tcp-flood", ADDR_B, "9001", &window_s, TCP_MAX_BYTES],
         false,
     )?;
