@@ -325,18 +325,15 @@ fn skip(insns: usize) -> i16 {
 
 /// Today's counting: the key's per-CPU value in a hash.
 fn by_hash(hash: BorrowedFd<'_>) -> Vec<u64> {
-    let mut p = key_on_stack(&probe());
-    p.extend(lookup(hash, -24));
-    p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
-    p.extend(count());
-    p.extend(pass());
-    p
+    counted_in(hash, key_on_stack(&probe()))
 }
 
 /// The test frame's destination as an IPv4-only key: its four address
 /// bytes, as a map of 4-byte keys would hold them.
+const PROBE_V4: [u8; 4] = [198, 51, 100, 1];
+
 fn probe_v4() -> u32 {
-    u32::from_ne_bytes([198, 51, 100, 1])
+    u32::from_ne_bytes(PROBE_V4)
 }
 
 /// Live IPv4 keys beside the probe, from the benchmarking range
@@ -346,14 +343,18 @@ fn address_v4(i: u32) -> u32 {
 }
 
 /// Today's counting with a 4-byte key, as a map of IPv4 addresses alone
-/// would count them (not built): the address on the stack, a lookup in a
-/// per-CPU hash, the adds.
+/// would count them (not built).
 fn by_hash_v4(hash: BorrowedFd<'_>) -> Vec<u64> {
-    let mut p = vec![asm::store_imm32(
-        R10,
-        -24,
-        i32::from_ne_bytes(probe_v4().to_ne_bytes()),
-    )];
+    counted_in(
+        hash,
+        vec![asm::store_imm32(R10, -24, i32::from_ne_bytes(PROBE_V4))],
+    )
+}
+
+/// `key`, the instructions that put a key at `r10 - 24`, then a lookup of
+/// it in `hash` and the adds to its per-CPU value.
+fn counted_in(hash: BorrowedFd<'_>, key: Vec<u64>) -> Vec<u64> {
+    let mut p = key;
     p.extend(lookup(hash, -24));
     p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
     p.extend(count());

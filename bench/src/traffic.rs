@@ -133,16 +133,25 @@ fn secs(d: Duration) -> String {
 }
 
 /// Runs the counting `sink` in `b`, then the `sender` in `a` (in
-/// `cgroup`, if given); returns what the sink counted.
+/// `cgroup`, if given), both on CPU `cpu` only when given; returns what
+/// the sink counted.
 fn one_way(
     trafgen: &Path,
     pair: &Pair,
     cgroup: Option<&Cgroup>,
+    cpu: Option<usize>,
     sink: &[&str],
     sender: &[&str],
 ) -> anyhow::Result<u64> {
-    let sink = Running::spawn(trafgen, &pair.b, None, sink, true)?;
-    let sender = Running::spawn(trafgen, &pair.a, cgroup, sender, false)?;
+    let command = |ns: &Netns, cgroup| -> anyhow::Result<Command> {
+        let cmd = ns.command_as(trafgen, cgroup, None)?;
+        Ok(match cpu {
+            Some(cpu) => pinned(cmd, cpu),
+            None => cmd,
+        })
+    };
+    let sink = Running::start(command(&pair.b, None)?, sink, true)?;
+    let sender = Running::start(command(&pair.a, cgroup)?, sender, false)?;
     let counted = sink.finish()?;
     sender.finish()?;
     Ok(counted)
@@ -183,6 +192,7 @@ pub fn udp_rate(
         trafgen,
         pair,
         cgroup,
+        None,
         &["udp-count", ADDR_B, "9000", &count_for],
         &["udp-blast", ADDR_B, "9000", SMALL, &send_for],
     )?;
@@ -202,18 +212,14 @@ pub fn tcp_rate(
     // ran at about 55 or about 90 to 110 Gbit/s from one run to the next,
     // whatever was attached, and a median of a few such runs compared
     // the modes, not the variants; pinned, it ran at 71 to 73.
-    let sink = Running::start(
-        pinned(pair.b.command_as(trafgen, None, None)?, TCP_CPU),
+    let received = one_way(
+        trafgen,
+        pair,
+        cgroup,
+        Some(TCP_CPU),
         &["tcp-recv-for", ADDR_B, "9001", &window_s],
-        true,
-    )?;
-    let sender = Running::start(
-        pinned(pair.a.command_as(trafgen, cgroup, None)?, TCP_CPU),
         &["tcp-flood", ADDR_B, "9001", &window_s, TCP_MAX_BYTES],
-        false,
     )?;
-    let received = sink.finish()?;
-    sender.finish()?;
     Ok(received as f64 * 8.0 / window.as_secs_f64())
 }
 

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use super::{
     FlushCommit, FlushRecord, Store, StoreError, entities,
-    schema::{recent_column, recent_id},
+    schema::{BUCKET_SPAN, add_into, recent_column, recent_id},
     to_sql,
 };
 use crate::calendar::{Calendar, Resolution};
@@ -71,20 +71,16 @@ impl Buckets {
 /// Adds the unfolded rows of `which` buckets into the table of `res`, one
 /// row per entity and bucket.
 fn fold_sql(res: Resolution, which: Buckets) -> String {
-    format!(
-        "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
-         SELECT r.entity, b.{column}, SUM(r.rx_bytes), SUM(r.rx_packets), SUM(r.tx_bytes), SUM(r.tx_packets)
-         FROM recent r JOIN recent_bucket b ON b.id = r.bucket
-         WHERE b.{condition}
-         GROUP BY r.entity, b.{column}
-         ON CONFLICT (entity, start) DO UPDATE SET
-           rx_bytes = rx_bytes + excluded.rx_bytes,
-           rx_packets = rx_packets + excluded.rx_packets,
-           tx_bytes = tx_bytes + excluded.tx_bytes,
-           tx_packets = tx_packets + excluded.tx_packets",
-        table = res.table(),
-        column = recent_column(res),
-        condition = which.condition(),
+    let column = recent_column(res);
+    add_into(
+        res.table(),
+        &format!(
+            "SELECT r.entity, b.{column}, SUM(r.rx_bytes), SUM(r.rx_packets), SUM(r.tx_bytes), SUM(r.tx_packets)
+             FROM recent r JOIN recent_bucket b ON b.id = r.bucket
+             WHERE b.{condition}
+             GROUP BY r.entity, b.{column}",
+            condition = which.condition(),
+        ),
     )
 }
 
@@ -95,8 +91,9 @@ fn fold_in(tx: &Transaction<'_>, which: Buckets, at: i64) -> rusqlite::Result<us
         tx.prepare_cached(&fold_sql(res, which))?.execute([at])?;
     }
     // A bucket's rows are one range of keys (`recent_id`).
-    let delete_rows =
-        "DELETE FROM recent WHERE id >= ?1 * 4294967296 AND id < (?1 + 1) * 4294967296";
+    let delete_rows = format!(
+        "DELETE FROM recent WHERE id >= ?1 * {BUCKET_SPAN} AND id < (?1 + 1) * {BUCKET_SPAN}"
+    );
     let mut moved = 0;
     let buckets: Vec<i64> = tx
         .prepare_cached(&format!(
@@ -106,7 +103,7 @@ fn fold_in(tx: &Transaction<'_>, which: Buckets, at: i64) -> rusqlite::Result<us
         .query_map([at], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for bucket in buckets {
-        moved += tx.prepare_cached(delete_rows)?.execute([bucket])?;
+        moved += tx.prepare_cached(&delete_rows)?.execute([bucket])?;
     }
     tx.prepare_cached(&format!(
         "DELETE FROM recent_bucket WHERE {}",

@@ -69,9 +69,10 @@ fn recent_schema() -> String {
             rx_packets INTEGER NOT NULL,
             tx_bytes INTEGER NOT NULL,
             tx_packets INTEGER NOT NULL,
-            CHECK (id = bucket * 4294967296 + entity)
+            CHECK (id = bucket * BUCKET_SPAN + entity)
         );",
-    );
+    )
+    .replace("BUCKET_SPAN", &BUCKET_SPAN.to_string());
     for res in Resolution::ALL {
         ddl.push_str(&format!(
             "CREATE VIEW {view} AS
@@ -97,13 +98,33 @@ pub(super) fn recent_rows(res: Resolution) -> String {
     )
 }
 
+/// How many keys of `recent` each unfolded bucket has: a bucket's rows
+/// are the keys from `bucket × BUCKET_SPAN` on ([`recent_id`]).
+pub(super) const BUCKET_SPAN: i64 = 1 << 32;
+
 /// The key of `entity`'s row in unfolded bucket `bucket`; `None` when
 /// either is out of the range the key holds (a bucket id below 2³¹, an
 /// entity id below 2³²).
 pub(super) fn recent_id(bucket: i64, entity: i64) -> Option<i64> {
     let bucket = u32::try_from(bucket).ok().filter(|b| *b < 1 << 31)?;
     let entity = u32::try_from(entity).ok()?;
-    Some((i64::from(bucket) << 32) | i64::from(entity))
+    Some(i64::from(bucket) * BUCKET_SPAN + i64::from(entity))
+}
+
+/// Adds the per-entity, per-start sums that `select` yields (entity,
+/// start and the four counters; it must have a WHERE clause, which SQLite
+/// needs before an upsert's ON CONFLICT) into bucket table `table`: the
+/// fold of unfolded rows, today's and version 3's.
+pub(super) fn add_into(table: &str, select: &str) -> String {
+    format!(
+        "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
+         {select}
+         ON CONFLICT (entity, start) DO UPDATE SET
+           rx_bytes = rx_bytes + excluded.rx_bytes,
+           rx_packets = rx_packets + excluded.rx_packets,
+           tx_bytes = tx_bytes + excluded.tx_bytes,
+           tx_packets = tx_packets + excluded.tx_packets"
+    )
 }
 
 /// Version 3 and 4's unfolded rows (one table keyed by 5-minute bucket and
@@ -112,19 +133,16 @@ pub(super) fn recent_id(bucket: i64, entity: i64) -> Option<i64> {
 fn drop_version_3_recent() -> String {
     let mut ddl = String::new();
     for res in Resolution::ALL {
-        ddl.push_str(&format!(
-            "INSERT INTO {table} (entity, start, rx_bytes, rx_packets, tx_bytes, tx_packets)
-             SELECT entity, {column}, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
-             FROM recent WHERE true
-             GROUP BY entity, {column}
-             ON CONFLICT (entity, start) DO UPDATE SET
-               rx_bytes = rx_bytes + excluded.rx_bytes,
-               rx_packets = rx_packets + excluded.rx_packets,
-               tx_bytes = tx_bytes + excluded.tx_bytes,
-               tx_packets = tx_packets + excluded.tx_packets;",
-            table = res.table(),
-            column = recent_column(res),
+        let column = recent_column(res);
+        ddl.push_str(&add_into(
+            res.table(),
+            &format!(
+                "SELECT entity, {column}, SUM(rx_bytes), SUM(rx_packets), SUM(tx_bytes), SUM(tx_packets)
+                 FROM recent WHERE true
+                 GROUP BY entity, {column}"
+            ),
         ));
+        ddl.push(';');
     }
     ddl.push_str("DROP VIEW IF EXISTS lifetime_all;");
     for res in Resolution::ALL {
