@@ -208,6 +208,44 @@ pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
     Ok(())
 }
 
+/// Deletes those of `keys` that the map holds, thousands per syscall
+/// (`BPF_MAP_DELETE_BATCH`): unlike [`delete`], a missing key is skipped.
+/// Returns how many were deleted.
+pub fn delete_present<K: Pod>(
+    fd: BorrowedFd<'_>,
+    keys: impl IntoIterator<Item = K>,
+) -> io::Result<usize> {
+    let mut keys = keys.into_iter().peekable();
+    let mut chunk: Vec<K> = Vec::with_capacity(CHUNK);
+    let mut deleted = 0;
+    while keys.peek().is_some() {
+        chunk.clear();
+        chunk.extend(keys.by_ref().take(CHUNK));
+        let mut rest = chunk.as_slice();
+        while !rest.is_empty() {
+            let mut attr = zeroed_attr();
+            attr.batch.keys = rest.as_ptr() as u64;
+            attr.batch.count = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+            attr.batch.map_fd = raw_fd(fd);
+            // SAFETY: the batch fields point to `rest`, which holds `count`
+            // keys and outlives the call.
+            let result = unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) };
+            // SAFETY: the kernel wrote back how many keys it deleted.
+            let n = (unsafe { attr.batch.count } as usize).min(rest.len());
+            deleted += n;
+            match result {
+                Ok(_) => break,
+                // The kernel stops at the first missing key: skip it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    rest = rest.get(n + 1..).unwrap_or_default();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Writes `keys[i]` with the values `values[i * cpus..][..cpus]` (one per
 /// CPU in a per-CPU map; `cpus` is 1 for any other map), thousands per
 /// syscall (benchmarks fill maps with it).
@@ -229,4 +267,65 @@ pub fn update<K: Pod, V: Pod>(
         unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) }?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+
+    use aya_obj::generated::bpf_map_type;
+    use trafmon_common::IpKey;
+
+    use super::*;
+
+    /// A per-CPU hash shaped like the address maps (needs root).
+    fn ip_map(max_entries: u32) -> OwnedFd {
+        let mut attr = zeroed_attr();
+        // SAFETY: the map-create member of the union, on a zeroed attr.
+        unsafe {
+            let create = &mut attr.__bindgen_anon_1;
+            create.map_type = bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32;
+            create.key_size = size_of::<IpKey>() as u32;
+            create.value_size = size_of::<Counters>() as u32;
+            create.max_entries = max_entries;
+        }
+        // SAFETY: attr is zeroed with the map-create fields set.
+        let fd = unsafe { bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr) }
+            .expect("cannot create a BPF map: the unit tests of batch.rs need root");
+        // SAFETY: BPF_MAP_CREATE returned a new fd that nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap()) }
+    }
+
+    fn key(n: u32) -> IpKey {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&n.to_be_bytes());
+        IpKey { addr, family: 4 }
+    }
+
+    #[test]
+    fn delete_present_deletes_what_the_map_holds_and_skips_the_rest() {
+        let cpus = aya::util::nr_cpus().unwrap();
+        let map = ip_map(1024);
+        // Every even number, held; the odd ones and those past 600 are not.
+        let held: Vec<IpKey> = (0..300).map(|n| key(n * 2)).collect();
+        update(
+            map.as_fd(),
+            cpus,
+            &held,
+            &vec![Counters::ZERO; held.len() * cpus],
+        )
+        .unwrap();
+        // 0..500 asks for 250 held keys among 250 missing ones, with a run
+        // of missing keys at the end, in more than one syscall's worth.
+        let asked = (0..500).map(key).chain((10_000..30_000).map(key));
+        assert_eq!(delete_present(map.as_fd(), asked).unwrap(), 250);
+        let mut left = Vec::new();
+        lookup_all(map.as_fd(), cpus, |k: IpKey, _| left.push(k)).unwrap();
+        left.sort_unstable();
+        assert_eq!(left, (250..300).map(|n| key(n * 2)).collect::<Vec<_>>());
+        assert_eq!(
+            delete_present(map.as_fd(), std::iter::empty::<IpKey>()).unwrap(),
+            0
+        );
+    }
 }

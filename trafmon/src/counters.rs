@@ -377,12 +377,29 @@ impl Maps {
 
     /// Empties `side`: removes every key of its maps and zeroes its
     /// overflow slots. Only for the idle side, after a grace period.
-    pub fn clear_side(&mut self, side: u32) -> Result<(), CountersError> {
+    ///
+    /// `drained` are addresses the side is known to hold (those the flush
+    /// drained from it; none on recovery): they are deleted by key first,
+    /// which in a large map that has seen many keys come and go costs less
+    /// than finding them in a walk, whose cost grows with the map's size
+    /// and how scattered its live elements are. A walk then deletes
+    /// whatever else the side holds, so the side ends empty whatever
+    /// `drained` says.
+    pub fn clear_side(
+        &mut self,
+        side: u32,
+        drained: impl IntoIterator<Item = IpKey>,
+    ) -> Result<(), CountersError> {
         let s = side as usize;
         let cpus = self.cpus;
         clear_map(&mut self.uid[s], cpus, [common::UID_A, common::UID_B][s])?;
         clear_slots(&self.uid_fast, side, cpus)?;
-        clear_map(&mut self.ip[s], cpus, [common::IP_A, common::IP_B][s])?;
+        let ip_name = [common::IP_A, common::IP_B][s];
+        batch::delete_present(fd_of(&self.ip[s]), drained).map_err(|e| CountersError::Write {
+            name: ip_name,
+            source: MapError::IoError(e),
+        })?;
+        clear_map(&mut self.ip[s], cpus, ip_name)?;
         clear_map(
             &mut self.iface[s],
             cpus,

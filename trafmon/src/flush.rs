@@ -16,11 +16,11 @@ use jiff::Timestamp;
 use crate::{
     calendar::{Calendar, Resolution},
     config::{Config, Retention},
-    counters::{CountersError, Maps},
+    counters::{CountersError, Maps, key_of},
     deltas::{self, Groups},
     fault::{Fault, Step},
     grace::{self, Grace},
-    store::{FlushCommit, FlushRecord, Store, StoreError},
+    store::{Delta, FlushCommit, FlushRecord, Store, StoreError, Subject},
 };
 
 /// Errors of a flush. Counts are never lost by one: they stay in the kernel
@@ -40,8 +40,14 @@ pub enum FlushError {
 enum Outstanding {
     /// Drained but not committed (the store failed): commit these.
     Commit(FlushCommit),
-    /// Committed but not cleared or not recorded as cleared.
-    Clear { seq: i64, side: u32 },
+    /// Committed but not cleared or not recorded as cleared; `drained`
+    /// are the committed deltas, whose addresses the side holds (none
+    /// when recovering).
+    Clear {
+        seq: i64,
+        side: u32,
+        drained: Vec<Delta>,
+    },
 }
 
 /// What a finished flush did.
@@ -196,6 +202,7 @@ impl Collector {
             self.outstanding = Some(Outstanding::Clear {
                 seq: last.seq,
                 side: last.side,
+                drained: Vec::new(),
             });
             self.finish_outstanding(Instant::now())?;
         }
@@ -249,25 +256,46 @@ impl Collector {
     /// Commits and clears whatever an earlier flush left undone. On error
     /// the work stays outstanding.
     fn finish_outstanding(&mut self, started: Instant) -> Result<(), FlushError> {
-        // Each step leaves `outstanding` as it was when it fails.
+        // Each step puts `outstanding` back as it was when it fails.
         loop {
-            match &self.outstanding {
+            match self.outstanding.take() {
                 None => return Ok(()),
                 Some(Outstanding::Commit(commit)) => {
                     let t = Instant::now();
-                    self.store.commit(commit, &self.calendar)?;
+                    if let Err(e) = self.store.commit(&commit, &self.calendar) {
+                        self.outstanding = Some(Outstanding::Commit(commit));
+                        return Err(e.into());
+                    }
                     self.phases.commit_us = us_since(t);
-                    let (seq, side) = (commit.seq, commit.side);
-                    self.outstanding = Some(Outstanding::Clear { seq, side });
+                    self.outstanding = Some(Outstanding::Clear {
+                        seq: commit.seq,
+                        side: commit.side,
+                        drained: commit.deltas,
+                    });
                     self.fault(Step::Commit);
                 }
-                &Some(Outstanding::Clear { seq, side }) => {
+                Some(Outstanding::Clear { seq, side, drained }) => {
                     let t = Instant::now();
-                    self.maps.clear_side(side)?;
+                    let keys = drained.iter().filter_map(|d| match d.subject {
+                        Subject::Ip(ip) => Some(key_of(ip)),
+                        Subject::Named(..) => None,
+                    });
+                    if let Err(e) = self.maps.clear_side(side, keys) {
+                        self.outstanding = Some(Outstanding::Clear { seq, side, drained });
+                        return Err(e.into());
+                    }
                     self.fault(Step::Clear);
-                    self.store.mark_cleared(seq, Some(us_since(started)))?;
+                    if let Err(e) = self.store.mark_cleared(seq, Some(us_since(started))) {
+                        // The side is empty now: a retry's walk finds
+                        // nothing, no addresses needed.
+                        self.outstanding = Some(Outstanding::Clear {
+                            seq,
+                            side,
+                            drained: Vec::new(),
+                        });
+                        return Err(e.into());
+                    }
                     self.phases.clear_us = us_since(t);
-                    self.outstanding = None;
                     self.fault(Step::Recorded);
                 }
             }

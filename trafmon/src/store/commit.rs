@@ -181,8 +181,11 @@ impl Store {
             // Many rows per statement, in key order (the entity's, within
             // one bucket): the B-tree is walked in key order once (ids
             // follow first appearance, not the order of the deltas).
-            let mut order: Vec<usize> = (0..ids.len()).collect();
-            order.sort_unstable_by_key(|&i| ids[i]);
+            // Sorted as (id, row) pairs: comparing ids held in place reads
+            // memory in order, where a key looked up through each index
+            // reads it at random.
+            let mut order: Vec<(i64, usize)> = ids.iter().copied().zip(0..).collect();
+            order.sort_unstable();
             let full = recent_upsert(ROWS);
             for chunk in order.chunks(ROWS) {
                 let last;
@@ -195,16 +198,16 @@ impl Store {
                 let mut stmt = tx.prepare_cached(text).map_err(sql("prepare an upsert"))?;
                 stmt.raw_bind_parameter(1, bucket)
                     .map_err(sql("write recent traffic"))?;
-                for (i, &row) in chunk.iter().enumerate() {
-                    let key = recent_id(bucket, ids[row]).ok_or_else(|| StoreError::KeyRange {
+                for (i, &(entity, row)) in chunk.iter().enumerate() {
+                    let key = recent_id(bucket, entity).ok_or_else(|| StoreError::KeyRange {
                         path: self.path.clone(),
                         bucket,
-                        entity: ids[row],
+                        entity,
                     })?;
                     let c = &flush.deltas[row].counters;
                     let values = [
                         key,
-                        ids[row],
+                        entity,
                         to_sql(c.rx_bytes),
                         to_sql(c.rx_packets),
                         to_sql(c.tx_bytes),
