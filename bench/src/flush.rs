@@ -62,8 +62,15 @@ fn steady(collector: &mut Collector, live: &Live, n: u32) -> anyhow::Result<()> 
 /// flush drains `n` live addresses written into the active side, after a
 /// flush of the same addresses, as in steady state. The
 /// flushes of the first pass are not folded in between, as in a 5-minute
-/// bucket; the second pass folds the `n` rows of one flush.
-pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Flush>> {
+/// bucket; the second pass folds the `n` rows of one flush. `max_entries`
+/// is what the env's config gives the address maps.
+pub fn run(
+    env: &Env,
+    live: &Live,
+    max_entries: u32,
+    sizes: &[u32],
+    rounds: usize,
+) -> anyhow::Result<Vec<Flush>> {
     let mut collector = collector(env)?;
     // The addresses first appear in waves spread over their range, as
     // customers come and go over time, so that entity ids do not follow
@@ -125,6 +132,7 @@ pub fn run(env: &Env, live: &Live, sizes: &[u32], rounds: usize) -> anyhow::Resu
             let col = |i: usize| median(&s.iter().map(|r| r[i]).collect::<Vec<_>>());
             Flush {
                 keys,
+                max_entries,
                 total_ms: col(0),
                 flip_ms: col(1),
                 drain_ms: col(2),

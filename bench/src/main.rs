@@ -204,11 +204,23 @@ fn targets(r: &Results) -> Vec<Target> {
             met: x.ratio_to_bare >= 0.97,
         });
     }
-    if let Some(f) = r.flush.iter().find(|f| f.keys == 100_000) {
+    // Judged in the largest maps the run had (those of the million-key
+    // flush); the figure in maps sized for the keys is shown beside it.
+    let at_100k = || r.flush.iter().filter(|f| f.keys == 100_000);
+    if let Some(f) = at_100k().max_by_key(|f| f.max_entries) {
+        let mut measured = format!("{:.1} ms (maps of {} entries)", f.total_ms, f.max_entries);
+        if let Some(sized) = at_100k().min_by_key(|f| f.max_entries)
+            && sized.max_entries < f.max_entries
+        {
+            measured.push_str(&format!(
+                "; {:.1} ms in maps of {}",
+                sized.total_ms, sized.max_entries
+            ));
+        }
         t.push(Target {
             what: "Flush of 100 k live keys".into(),
             target: "≤ 50 ms".into(),
-            measured: format!("{:.1} ms", f.total_ms),
+            measured,
             met: f.total_ms <= 50.0,
         });
     }
@@ -295,7 +307,19 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
     agent.stop()?;
     if wanted(Bench::Flush) {
         eprintln!("trafbench: flush");
-        results.flush = flush::run(&env, &live, &plan.flush_keys, plan.flush_rounds)?;
+        results.flush = flush::run(
+            &env,
+            &live,
+            plan.map_entries,
+            &plan.flush_keys,
+            plan.flush_rounds,
+        )?;
+        eprintln!("trafbench: flush in maps sized for the keys");
+        results.flush.extend(sized_flush(
+            trafmon,
+            plan.profile_flush_keys,
+            plan.flush_rounds,
+        )?);
         eprintln!("trafbench: profile of the flush");
         results
             .profiles
@@ -329,6 +353,19 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
     results.targets = targets(&results);
     results.seconds = started.elapsed().as_secs_f64();
     Ok(results)
+}
+
+/// Flushes of `keys` live keys in an env of its own whose address maps
+/// are as large as a host with that many keys would configure them (the
+/// next power of two, as many as the kernel gives a hash map buckets):
+/// a flush's two walks visit every bucket of the map, so the main env's
+/// maps, sized for the largest flush, make every smaller one dearer.
+fn sized_flush(trafmon: &Path, keys: u32, rounds: usize) -> anyhow::Result<Vec<results::Flush>> {
+    let entries = keys.next_power_of_two();
+    let env = Env::new("s", "5m", entries)?;
+    Agent::start(trafmon, &env)?.stop()?;
+    let live = Live::open(&env.pins)?;
+    flush::run(&env, &live, entries, &[keys], rounds)
 }
 
 /// Every throughput variant, UDP then TCP.

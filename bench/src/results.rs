@@ -123,6 +123,9 @@ pub struct Throughput {
 #[derive(Debug, Serialize)]
 pub struct Flush {
     pub keys: u32,
+    /// The address maps' max entries (and so their buckets, rounded up
+    /// to a power of two).
+    pub max_entries: u32,
     pub total_ms: f64,
     pub flip_ms: f64,
     pub drain_ms: f64,
@@ -377,13 +380,14 @@ impl Results {
         let _ = writeln!(m, "\n## Flush (flip, grace period, drain, commit, clear)\n");
         let _ = writeln!(
             m,
-            "| Live keys | Total (ms) | Flip + grace | Drain | Commit | Clear | Fold, once per 5 min (ms) |\n|---|---|---|---|---|---|---|"
+            "| Live keys | Map max entries | Total (ms) | Flip + grace | Drain | Commit | Clear | Fold, once per 5 min (ms) |\n|---|---|---|---|---|---|---|---|"
         );
         for f in &self.flush {
             let _ = writeln!(
                 m,
-                "| {} | **{:.1}** | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | **{:.1}** | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 keys(f.keys),
+                f.max_entries,
                 f.total_ms,
                 f.flip_ms,
                 f.drain_ms,
