@@ -1,6 +1,7 @@
 //! The kernel's batch walks over a per-CPU hash of N keys, each timed
 //! alone: the floor under the flush's drain (one `BPF_MAP_LOOKUP_BATCH`
-//! walk) and clear (one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk), beside
+//! walk) and clear (a `BPF_MAP_DELETE_BATCH` of the drained keys, then a
+//! `BPF_MAP_LOOKUP_AND_DELETE_BATCH` walk of what is left), beside
 //! the other ways there are to empty such a map, and what creating a
 //! fresh one costs (a map swap would do that instead of the clear). The
 //! map is made for this benchmark, shaped like the IP maps (key `IpKey`,
@@ -55,8 +56,8 @@ impl Method {
     fn purpose(self) -> &'static str {
         match self {
             Self::Lookup => "the drain: reads every key and its per-CPU values",
-            Self::LookupAndDelete => "the clear: deletes every key (reading it again)",
-            Self::DeleteKnown => "a clear that does not read",
+            Self::LookupAndDelete => "a clear by walk alone: deletes every key (reading it again)",
+            Self::DeleteKnown => "the clear: deletes the drained keys (then walks an emptied map)",
             Self::Zero => "a clear that keeps the keys",
             Self::Create => "a map swap (map-in-map) instead of the clear",
         }
