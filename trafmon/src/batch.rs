@@ -192,18 +192,28 @@ pub fn delete_all<K: Pod>(fd: BorrowedFd<'_>, cpus: usize) -> io::Result<usize> 
     walk::<K>(fd, cpus, true, |_, _| {})
 }
 
+/// One `BPF_MAP_DELETE_BATCH` of `keys` (at most `u32::MAX`): how many
+/// the kernel deleted, and how the call ended (it stops at the first
+/// missing key, with `ENOENT`).
+fn delete_batch<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> (usize, io::Result<i64>) {
+    let mut attr = zeroed_attr();
+    attr.batch.keys = keys.as_ptr() as u64;
+    attr.batch.count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+    attr.batch.map_fd = raw_fd(fd);
+    // SAFETY: the batch fields point to `keys`, which holds `count` keys
+    // and outlives the call.
+    let result = unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) };
+    // SAFETY: the kernel wrote back how many keys it deleted.
+    let n = (unsafe { attr.batch.count } as usize).min(keys.len());
+    (n, result)
+}
+
 /// Deletes `keys`, thousands per syscall (`BPF_MAP_DELETE_BATCH`); the
 /// benchmarks compare it with [`delete_all`]. Fails with `ENOENT` if a key
 /// is missing.
 pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
     for k in keys.chunks(CHUNK) {
-        let mut attr = zeroed_attr();
-        attr.batch.keys = k.as_ptr() as u64;
-        attr.batch.count = u32::try_from(k.len()).unwrap_or(u32::MAX);
-        attr.batch.map_fd = raw_fd(fd);
-        // SAFETY: the batch fields point to `k`, which holds `count` keys
-        // and outlives the call.
-        unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) }?;
+        delete_batch(fd, k).1?;
     }
     Ok(())
 }
@@ -223,15 +233,7 @@ pub fn delete_present<K: Pod>(
         chunk.extend(keys.by_ref().take(CHUNK));
         let mut rest = chunk.as_slice();
         while !rest.is_empty() {
-            let mut attr = zeroed_attr();
-            attr.batch.keys = rest.as_ptr() as u64;
-            attr.batch.count = u32::try_from(rest.len()).unwrap_or(u32::MAX);
-            attr.batch.map_fd = raw_fd(fd);
-            // SAFETY: the batch fields point to `rest`, which holds `count`
-            // keys and outlives the call.
-            let result = unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) };
-            // SAFETY: the kernel wrote back how many keys it deleted.
-            let n = (unsafe { attr.batch.count } as usize).min(rest.len());
+            let (n, result) = delete_batch(fd, rest);
             deleted += n;
             match result {
                 Ok(_) => break,

@@ -367,7 +367,7 @@ mod tests {
 
     use crate::{
         calendar::Resolution,
-        store::{Delta, FlushCommit, Kind, Store, testing::*},
+        store::{Delta, Kind, Store, testing::*},
     };
 
     fn at(s: &str) -> Timestamp {
@@ -401,13 +401,12 @@ mod tests {
             (2, "2026-11-22T10:05:00Z"),
             (3, "2026-11-22T10:05:10Z"),
         ] {
-            let f = FlushCommit {
+            commit(
+                &mut store,
                 seq,
-                side: 0,
-                at: at(t),
-                deltas: vec![delta(Kind::Uid, "1000", 10, 20)],
-            };
-            store.commit(&f, &cal()).unwrap();
+                at(t),
+                vec![delta(Kind::Uid, "1000", 10, 20)],
+            );
             store.mark_cleared(seq, Some(5)).unwrap();
         }
         let five = store
@@ -443,13 +442,7 @@ mod tests {
                 .collect()
         };
         for (seq, round) in [(1, 1), (2, 3)] {
-            let f = FlushCommit {
-                seq,
-                side: 0,
-                at: "2026-11-22T10:04:50Z".parse().unwrap(),
-                deltas: deltas(round),
-            };
-            store.commit(&f, &cal()).unwrap();
+            commit(&mut store, seq, at("2026-11-22T10:04:50Z"), deltas(round));
         }
         for res in Resolution::ALL {
             let rows = store.rows(res, Kind::Ip, i64::MIN, i64::MAX).unwrap();
@@ -472,13 +465,13 @@ mod tests {
         let mut store = Store::open(&path).unwrap();
         let base = "2026-11-20T00:00:00Z".parse::<Timestamp>().unwrap();
         for i in 0..10i64 {
-            let f = FlushCommit {
-                seq: i + 1,
-                side: 0,
-                at: base + jiff::SignedDuration::from_secs(300 * (i + 1)),
-                deltas: vec![delta(Kind::Ip, "192.0.2.1", 1, 1)],
-            };
-            store.commit(&f, &cal()).unwrap();
+            let t = base + jiff::SignedDuration::from_secs(300 * (i + 1));
+            commit(
+                &mut store,
+                i + 1,
+                t,
+                vec![delta(Kind::Ip, "192.0.2.1", 1, 1)],
+            );
         }
         store.fold(i64::MAX).unwrap();
         let cutoff = base.as_second() + 300 * 4;
@@ -506,16 +499,16 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let f = FlushCommit {
-                seq: i as i64 + 1,
-                side: 0,
-                at: at(&format!("{month}-10T12:00:00Z")),
-                deltas: vec![
-                    delta(Kind::Uid, "1000", 100, 7),
-                    delta(Kind::Ip, "192.0.2.1", 10 * (i as u64 + 1), 1),
-                ],
-            };
-            store.commit(&f, &cal()).unwrap();
+            let deltas = vec![
+                delta(Kind::Uid, "1000", 100, 7),
+                delta(Kind::Ip, "192.0.2.1", 10 * (i as u64 + 1), 1),
+            ];
+            commit(
+                &mut store,
+                i as i64 + 1,
+                at(&format!("{month}-10T12:00:00Z")),
+                deltas,
+            );
         }
         store.fold(i64::MAX).unwrap();
         let before = store.totals().unwrap();
@@ -542,13 +535,12 @@ mod tests {
         assert_eq!((uid.counters.rx_bytes, uid.counters.tx_packets), (400, 4));
         assert_eq!(before[1].counters.rx_bytes, 10 + 20 + 30 + 40);
         // Traffic after the prune adds to them.
-        let f = FlushCommit {
-            seq: 5,
-            side: 0,
-            at: at("2026-04-20T12:00:00Z"),
-            deltas: vec![delta(Kind::Uid, "1000", 5, 0)],
-        };
-        store.commit(&f, &cal()).unwrap();
+        commit(
+            &mut store,
+            5,
+            at("2026-04-20T12:00:00Z"),
+            vec![delta(Kind::Uid, "1000", 5, 0)],
+        );
         assert_eq!(store.totals().unwrap()[0].counters.rx_bytes, 405);
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -560,13 +552,7 @@ mod tests {
         let mut seq = 0;
         let mut flush = |store: &mut Store, t: &str, deltas: Vec<Delta>| {
             seq += 1;
-            let f = FlushCommit {
-                seq,
-                side: 0,
-                at: at(t),
-                deltas,
-            };
-            store.commit(&f, &cal()).unwrap();
+            commit(store, seq, at(t), deltas);
         };
         for t in [
             "2026-11-22T23:54:50Z",
@@ -646,19 +632,9 @@ mod tests {
                     *l = label.into();
                 }
             }
-            let f = FlushCommit {
-                seq,
-                side: 0,
-                at: at("2026-11-22T10:00:10Z"),
-                deltas: deltas.clone(),
-            };
-            store.commit(&f, &cal()).unwrap();
+            commit(&mut store, seq, at("2026-11-22T10:00:10Z"), deltas.clone());
         }
-        let entities: i64 = store
-            .conn
-            .query_row("SELECT COUNT(*) FROM entity", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(entities, 71);
+        assert_eq!(entity_rows(&store), 71);
         let totals = store.totals().unwrap();
         assert_eq!(totals.len(), 71);
         let five = totals.iter().find(|t| t.entity.key == "5").unwrap();
@@ -675,13 +651,12 @@ mod tests {
     fn a_fold_that_fails_half_way_leaves_nothing_folded() {
         let path = tmp("fold-fails");
         let mut store = Store::open(&path).unwrap();
-        let f = FlushCommit {
-            seq: 1,
-            side: 0,
-            at: at("2026-11-22T10:04:50Z"),
-            deltas: vec![delta(Kind::Uid, "1000", 10, 20)],
-        };
-        store.commit(&f, &cal()).unwrap();
+        commit(
+            &mut store,
+            1,
+            at("2026-11-22T10:04:50Z"),
+            vec![delta(Kind::Uid, "1000", 10, 20)],
+        );
         let before = everything(&mut store);
         // The delete, after the four inserts, fails (as a crash would stop
         // it): the inserts must go with it.
@@ -703,13 +678,11 @@ mod tests {
     fn ids_of_a_failed_commit_are_not_remembered() {
         let path = tmp("commit-fails");
         let mut store = Store::open(&path).unwrap();
-        let flush = |seq, ips: &[&str]| FlushCommit {
-            seq,
-            side: 0,
-            at: at("2026-11-22T10:04:50Z"),
-            deltas: ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 1)).collect(),
+        let of = |seq, ips: &[&str]| {
+            let deltas = ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 1)).collect();
+            flush(seq, at("2026-11-22T10:04:50Z"), deltas)
         };
-        store.commit(&flush(1, &["192.0.2.1"]), &cal()).unwrap();
+        store.commit(&of(1, &["192.0.2.1"]), &cal()).unwrap();
         // The flush record fails after the new entity was written: the
         // whole commit is rolled back, the new entity's id with it.
         store
@@ -720,14 +693,14 @@ mod tests {
             .unwrap();
         assert!(
             store
-                .commit(&flush(2, &["192.0.2.1", "192.0.2.2"]), &cal())
+                .commit(&of(2, &["192.0.2.1", "192.0.2.2"]), &cal())
                 .is_err()
         );
         store.conn.execute_batch("DROP TRIGGER full").unwrap();
         // A new entity takes the rolled-back id in the next commit; the
         // address that had it must get an id of its own.
         store
-            .commit(&flush(2, &["192.0.2.1", "192.0.2.2", "192.0.2.3"]), &cal())
+            .commit(&of(2, &["192.0.2.1", "192.0.2.2", "192.0.2.3"]), &cal())
             .unwrap();
         let rows = store
             .rows(Resolution::FiveMin, Kind::Ip, i64::MIN, i64::MAX)
@@ -759,19 +732,10 @@ mod tests {
             &["192.0.2.3", "192.0.2.3"],
         ];
         for (seq, ips) in (1..).zip(sets) {
-            let f = FlushCommit {
-                seq,
-                side: 0,
-                at: at("2026-11-22T10:04:50Z"),
-                deltas: ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 0)).collect(),
-            };
-            store.commit(&f, &cal()).unwrap();
+            let deltas = ips.iter().map(|ip| delta(Kind::Ip, ip, 1, 0)).collect();
+            commit(&mut store, seq, at("2026-11-22T10:04:50Z"), deltas);
         }
-        let entities: i64 = store
-            .conn
-            .query_row("SELECT COUNT(*) FROM entity", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(entities, 3);
+        assert_eq!(entity_rows(&store), 3);
         let got: Vec<(String, u64)> = store
             .totals()
             .unwrap()
@@ -798,15 +762,11 @@ mod tests {
                 "INSERT INTO entity (id, kind, key, label) VALUES (4294967296, 'ip', '192.0.2.9', '192.0.2.9')",
             )
             .unwrap();
-        let f = FlushCommit {
-            seq: 1,
-            side: 0,
-            at: at("2026-11-22T10:04:50Z"),
-            deltas: vec![
-                delta(Kind::Ip, "192.0.2.1", 5, 5),
-                delta(Kind::Ip, "192.0.2.9", 7, 7),
-            ],
-        };
+        let deltas = vec![
+            delta(Kind::Ip, "192.0.2.1", 5, 5),
+            delta(Kind::Ip, "192.0.2.9", 7, 7),
+        ];
+        let f = flush(1, at("2026-11-22T10:04:50Z"), deltas);
         let e = store.commit(&f, &cal()).expect_err("must fail");
         assert!(
             e.to_string().contains(
@@ -826,11 +786,12 @@ mod tests {
         let mut store = Store::open(&path).unwrap();
         let mut rebilled = cal();
         rebilled.month_start_day = 22;
-        let f = |seq, rx| FlushCommit {
-            seq,
-            side: 0,
-            at: at("2026-11-22T10:04:50Z"),
-            deltas: vec![delta(Kind::Uid, "1000", rx, 1)],
+        let f = |seq, rx| {
+            flush(
+                seq,
+                at("2026-11-22T10:04:50Z"),
+                vec![delta(Kind::Uid, "1000", rx, 1)],
+            )
         };
         // The agent restarted with a new month start day within 10:00-10:05.
         store.commit(&f(1, 10), &cal()).unwrap();

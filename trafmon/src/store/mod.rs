@@ -472,10 +472,10 @@ impl Store {
 pub(crate) mod testing {
     use std::{fs, path::PathBuf};
 
-    use jiff::{civil::Weekday, tz::TimeZone};
+    use jiff::{Timestamp, civil::Weekday, tz::TimeZone};
     use trafmon_common::Counters;
 
-    use super::{Delta, Kind, Subject};
+    use super::{Delta, FlushCommit, Kind, Store, Subject};
     use crate::calendar::Calendar;
 
     /// UTC, weeks from Monday, months from the 1st.
@@ -502,6 +502,29 @@ pub(crate) mod testing {
             },
             _ => Delta::named(kind, key.into(), key.into(), counters),
         }
+    }
+
+    /// A flush of side 0 with traffic up to `at`.
+    pub fn flush(seq: i64, at: Timestamp, deltas: Vec<Delta>) -> FlushCommit {
+        FlushCommit {
+            seq,
+            side: 0,
+            at,
+            deltas,
+        }
+    }
+
+    /// Commits [`flush`] under [`cal`].
+    pub fn commit(store: &mut Store, seq: i64, at: Timestamp, deltas: Vec<Delta>) {
+        store.commit(&flush(seq, at, deltas), &cal()).unwrap();
+    }
+
+    /// How many entities the store holds.
+    pub fn entity_rows(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT COUNT(*) FROM entity", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// A database path in a fresh directory of its own.
@@ -601,13 +624,8 @@ mod tests {
         for old in [1, 2, 3, 4] {
             let path = tmp(&format!("v{old}"));
             let mut store = Store::open(&path).unwrap();
-            let f = FlushCommit {
-                seq: 1,
-                side: 0,
-                at: "2026-11-20T00:05:00Z".parse().unwrap(),
-                deltas: vec![delta(Kind::Uid, "1000", 3, 4)],
-            };
-            store.commit(&f, &cal()).unwrap();
+            let at = "2026-11-20T00:05:00Z".parse().unwrap();
+            commit(&mut store, 1, at, vec![delta(Kind::Uid, "1000", 3, 4)]);
             store.fold(i64::MAX).unwrap();
             // What the older versions did not have, or had otherwise.
             let mut undo = String::from(
@@ -686,13 +704,8 @@ mod tests {
                 .unwrap();
             assert_eq!(version, SCHEMA_VERSION);
             // And the upgraded store takes flushes.
-            let f = FlushCommit {
-                seq: 2,
-                side: 0,
-                at: "2026-11-20T00:05:10Z".parse().unwrap(),
-                deltas: vec![delta(Kind::Uid, "1000", 1, 1)],
-            };
-            store.commit(&f, &cal()).unwrap();
+            let at = "2026-11-20T00:05:10Z".parse().unwrap();
+            commit(&mut store, 2, at, vec![delta(Kind::Uid, "1000", 1, 1)]);
             assert_eq!(store.totals().unwrap()[0].counters.tx_bytes, 5 + unfolded);
             fs::remove_dir_all(path.parent().unwrap()).unwrap();
         }
