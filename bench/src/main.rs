@@ -326,7 +326,8 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
             .push(flush::profile(&env, &live, plan.profile_flush_keys, 3)?);
         eprintln!("trafbench: kernel batch walks");
         let sizes = [plan.map_entries, plan.walk_keys.next_power_of_two()];
-        results.walks = walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
+        (results.walks, results.slot_mappings) =
+            walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
     }
     if wanted(Bench::Memory) {
         eprintln!("trafbench: agent memory");

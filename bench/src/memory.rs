@@ -19,7 +19,7 @@ fn field(line: &str, key: &str) -> Option<f64> {
 }
 
 /// A `VmHWM`/`VmRSS` line of /proc/PID/status, in MiB.
-fn status_mib(pid: u32, key: &str) -> anyhow::Result<f64> {
+pub fn status_mib(pid: u32, key: &str) -> anyhow::Result<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB"))

@@ -41,11 +41,27 @@ pub struct Results {
     pub slot_loops: Vec<LoopCost>,
     /// Max entries of its maps.
     pub slot_entries: u32,
+    /// What mapping its arrays costs in resident memory, per map size.
+    pub slot_mappings: Vec<SlotMapping>,
     pub report: Vec<Latency>,
     pub memory: Option<Memory>,
     /// Where the time of the missed targets goes.
     pub profiles: Vec<Profile>,
     pub notes: Vec<String>,
+}
+
+/// What mapping one side's slot arrays costs the process that maps them
+/// ([`crate::slots`]): the kernel maps a `BPF_F_MMAPABLE` array whole at
+/// `mmap`, and its pages count in the resident set.
+#[derive(Debug, Serialize)]
+pub struct SlotMapping {
+    pub max_entries: u32,
+    pub cpus: usize,
+    /// Size of the two arrays (keys, and the counters of every CPU).
+    pub mapped_mib: f64,
+    /// Growth of the resident set (VmRSS) from before the arrays were
+    /// made to after they were mapped, before any access.
+    pub resident_mib: f64,
 }
 
 /// A target of DESIGN.md and what this run measured for it.
@@ -468,6 +484,28 @@ impl Results {
             keys(first.keys),
             self.slot_entries
         );
+        if !self.slot_mappings.is_empty() {
+            let sizes: Vec<String> = self
+                .slot_mappings
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:.1} MiB for {} slots on {} CPUs ({:.1} MiB mapped)",
+                        s.resident_mib, s.max_entries, s.cpus, s.mapped_mib
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                m,
+                "The mapping costs memory, though: the kernel maps such an array whole at `mmap`, and all of it \
+                 counts in the mapping process's resident set at once (as file pages), before any access. Mapping \
+                 one side's arrays raised this process's resident set by {}. In the agent that would come on top \
+                 of the peak the memory target judges. The rows \"`BPF_MAP_LOOKUP_BATCH` of a per-CPU slot array\" \
+                 and \"`BPF_MAP_UPDATE_BATCH` of zeroes into it\" drain and clear the same slots with system calls \
+                 instead, a few thousand slots per call, without a mapping.\n",
+                sizes.join(", ")
+            );
+        }
         loop_table(m, &self.slot_loops);
     }
 
@@ -713,6 +751,35 @@ mod tests {
         );
         assert!(
             md.contains("| slot | its destination address | 70.5 | 35.0 | 35.5 |"),
+            "{md}"
+        );
+        assert!(!md.contains("The mapping costs memory"), "{md}");
+    }
+
+    #[test]
+    fn the_slot_design_says_what_its_mapping_costs_in_memory() {
+        let results = Results {
+            slot_loops: vec![LoopCost {
+                program: "slot".into(),
+                counted_in: "its destination address".into(),
+                keys: 10_000,
+                repeat: 2_000_000,
+                ns_per_run: 30.0,
+                empty_ns_per_run: 9.0,
+                samples: vec![30.0],
+                empty_samples: vec![9.0],
+            }],
+            slot_mappings: vec![SlotMapping {
+                max_entries: 131_072,
+                cpus: 2,
+                mapped_mib: 11.0,
+                resident_mib: 11.04,
+            }],
+            ..Results::default()
+        };
+        let md = results.markdown();
+        assert!(
+            md.contains("raised this process's resident set by 11.0 MiB for 131072 slots on 2 CPUs (11.0 MiB mapped)."),
             "{md}"
         );
     }

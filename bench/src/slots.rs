@@ -58,8 +58,8 @@ use trafmon_common::{Counters, IpKey};
 
 use crate::{
     asm::{self, R0, R1, R2, R6, R10},
-    fill, floor,
-    results::{LoopCost, Walk},
+    fill, floor, memory,
+    results::{LoopCost, SlotMapping, Walk},
     testrun, walks,
 };
 
@@ -193,9 +193,24 @@ impl Arrays {
 /// `max_entries` slots, `n` of them used, `rounds` times each: two rows for
 /// the walks table. Every drain must find each key with every CPU's
 /// counters, and every clear must leave nothing.
-pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
+/// Also what making and mapping the arrays added to this process's
+/// resident set, before any access.
+pub fn mapped_walks(
+    n: u32,
+    max_entries: u32,
+    rounds: usize,
+) -> anyhow::Result<([Walk; 2], SlotMapping)> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let before = memory::status_mib(std::process::id(), "VmRSS:")?;
     let mut arrays = Arrays::new(max_entries, cpus)?;
+    let mapping = SlotMapping {
+        max_entries,
+        cpus,
+        mapped_mib: ((size_of::<KeySlot>() + size_of::<Counters>() * cpus) * max_entries as usize)
+            as f64
+            / f64::from(1 << 20),
+        resident_mib: memory::status_mib(std::process::id(), "VmRSS:")? - before,
+    };
     let used = n as usize;
     for (slot, k) in arrays.keys.slice_mut()[..used].iter_mut().enumerate() {
         *k = KeySlot {
@@ -221,7 +236,7 @@ pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[
             bail!("the mapped clear left counters behind");
         }
     }
-    Ok([
+    let walks = [
         Walk::new(
             "reads through `mmap` of a slot array",
             "a drain by slot (a design not built, see below)",
@@ -232,6 +247,75 @@ pub fn mapped_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[
         Walk::new(
             "zeroes through `mmap` of a slot array",
             "a clear by slot (a design not built)",
+            n,
+            max_entries,
+            clears,
+        ),
+    ];
+    Ok((walks, mapping))
+}
+
+/// The drain and the clear of the same slots without a mapping, `rounds`
+/// times each, as two rows for the walks table: the counters in a per-CPU
+/// array of `max_entries` slots (`n` used), read with
+/// `BPF_MAP_LOOKUP_BATCH` and paired with their keys from the agent's own
+/// table of them, then zeroed with `BPF_MAP_UPDATE_BATCH`, a chunk of
+/// slots per call ([`batch`]). Every drain must find each key with every
+/// CPU's counters, and every clear must leave nothing.
+pub fn syscall_walks(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let array = walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+        4,
+        size_of::<Counters>(),
+        max_entries,
+        0,
+    )?;
+    let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let slots: Vec<u32> = (0..n).collect();
+    let values = fill::values(slots.len(), cpus);
+    let zeroes = vec![Counters::ZERO; slots.len() * cpus];
+    let want = sum_cpus(&values[..cpus]);
+    let drain = || -> std::io::Result<Vec<(IpKey, Counters)>> {
+        let mut out = Vec::with_capacity(keys.len());
+        batch::lookup_range(array.as_fd(), cpus, 0, n, |slot, per_cpu| {
+            let sum = sum_cpus(per_cpu);
+            if !sum.is_zero() {
+                out.push((keys[slot as usize], sum));
+            }
+        })?;
+        Ok(out)
+    };
+    let (mut drains, mut clears) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        batch::update(array.as_fd(), cpus, &slots, &values)?;
+        let started = Instant::now();
+        let drained = drain()?;
+        drains.push(walks::ms_since(started));
+        let started = Instant::now();
+        batch::update(array.as_fd(), cpus, &slots, &zeroes)?;
+        clears.push(walks::ms_since(started));
+        if drained.len() != keys.len() || drained.iter().any(|(_, c)| *c != want) {
+            bail!(
+                "the slot array's drain found {} of {n} keys whole",
+                drained.len()
+            );
+        }
+        if !drain()?.is_empty() {
+            bail!("zeroing the slot array left counters behind");
+        }
+    }
+    Ok([
+        Walk::new(
+            "`BPF_MAP_LOOKUP_BATCH` of a per-CPU slot array",
+            "a drain by slot without the mapping (a design not built)",
+            n,
+            max_entries,
+            drains,
+        ),
+        Walk::new(
+            "`BPF_MAP_UPDATE_BATCH` of zeroes into it",
+            "a clear by slot without the mapping (a design not built)",
             n,
             max_entries,
             clears,

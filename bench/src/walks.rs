@@ -20,7 +20,11 @@ use aya_obj::generated::{bpf_cmd, bpf_map_type};
 use trafmon::batch;
 use trafmon_common::{Counters, IpKey};
 
-use crate::{fill, results::Walk, slots};
+use crate::{
+    fill,
+    results::{SlotMapping, Walk},
+    slots,
+};
 
 /// The ways to walk the map; the last one is not a walk but what a map
 /// swap would do instead of the clear. The drain's and the clear's come
@@ -112,19 +116,23 @@ fn count(fd: &OwnedFd, cpus: usize) -> anyhow::Result<usize> {
 }
 
 /// Times every method over `n` keys in a map of each of `sizes` max
-/// entries (duplicates once).
-pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<Vec<Walk>> {
+/// entries (duplicates once), with the slot design's walks; and what
+/// mapping that design's arrays of each size costs in memory.
+pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<(Vec<Walk>, Vec<SlotMapping>)> {
     let mut sizes = sizes.to_vec();
     sizes.sort_unstable();
     sizes.dedup();
-    let mut out = Vec::new();
+    let (mut out, mut mappings) = (Vec::new(), Vec::new());
     for max_entries in sizes {
         out.extend(run_one(n, max_entries, rounds)?);
-        out.extend(slots::mapped_walks(n, max_entries, rounds)?);
+        let (mapped, mapping) = slots::mapped_walks(n, max_entries, rounds)?;
+        out.extend(mapped);
+        mappings.push(mapping);
+        out.extend(slots::syscall_walks(n, max_entries, rounds)?);
         out.extend(slots::bookkeeping(n, max_entries, rounds)?);
         out.extend(slots::empty_walks(max_entries, rounds)?);
     }
-    Ok(out)
+    Ok((out, mappings))
 }
 
 /// Times every method `rounds` times over a map of `n` keys, the methods'
