@@ -27,7 +27,11 @@
 //!
 //! Measured here, each beside its counterpart of today:
 //! - the drain and the clear through the mapping, as rows of the kernel
-//!   walks table ([`walks`]);
+//!   walks table ([`walks`]), and what the mapping adds to the resident
+//!   set (the kernel maps such an array whole at `mmap`, and all of it
+//!   counts at once, before any access);
+//! - the same drain and clear with system calls on a per-CPU array of
+//!   slots instead, which needs no mapping, also rows of that table;
 //! - the bookkeeping: writing every key's slot into a slot hash, and
 //!   deleting them all, also rows of that table (what a flush pays for keys
 //!   that came or went; nothing in a steady state);
