@@ -197,7 +197,8 @@ impl Arrays {
 /// `max_entries` slots, `n` of them used, `rounds` times each: two rows for
 /// the walks table. Every drain must find each key with every CPU's
 /// counters, and every clear must leave nothing.
-/// Also what making and mapping the arrays added to this process's
+///
+/// Also returns what making and mapping the arrays added to this process's
 /// resident set, before any access.
 pub fn mapped_walks(
     n: u32,
