@@ -3,6 +3,7 @@
 //! BENCHMARKS.md and benchmarks.json.
 
 mod asm;
+mod commits;
 mod fill;
 mod floor;
 mod flush;
@@ -52,7 +53,7 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only these benchmarks (comma-separated): packet, throughput, flush,
-    /// memory, report. Default: all.
+    /// commit, memory, report. Default: all.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<Bench>,
 }
@@ -63,6 +64,7 @@ enum Bench {
     Packet,
     Throughput,
     Flush,
+    Commit,
     Memory,
     Report,
 }
@@ -77,6 +79,8 @@ struct Plan {
     flush_keys: Vec<u32>,
     flush_rounds: usize,
     walk_keys: u32,
+    /// Commits of `walk_keys` deltas per way.
+    commit_rounds: usize,
     /// Live keys of the per-packet profile.
     profile_keys: u32,
     /// Live keys of the flush profile.
@@ -102,6 +106,7 @@ impl Plan {
                 flush_keys: vec![1000, 10_000],
                 flush_rounds: 1,
                 walk_keys: 10_000,
+                commit_rounds: 2,
                 profile_keys: 1000,
                 profile_flush_keys: 10_000,
                 loop_repeat: 100_000,
@@ -121,6 +126,7 @@ impl Plan {
                 flush_keys: vec![1000, 10_000, 100_000, 1_000_000],
                 flush_rounds: 5,
                 walk_keys: 100_000,
+                commit_rounds: 16,
                 // The sizes of the targets.
                 profile_keys: 10_000,
                 profile_flush_keys: 100_000,
@@ -328,6 +334,10 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
         let sizes = [plan.map_entries, plan.walk_keys.next_power_of_two()];
         (results.walks, results.slot_mappings) =
             walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
+    }
+    if wanted(Bench::Commit) {
+        eprintln!("trafbench: commit, the store's way and one appended record");
+        results.commits = commits::run(plan.walk_keys, plan.commit_rounds)?;
     }
     if wanted(Bench::Memory) {
         eprintln!("trafbench: agent memory");

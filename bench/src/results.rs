@@ -43,6 +43,9 @@ pub struct Results {
     pub slot_entries: u32,
     /// What mapping its arrays costs in resident memory, per map size.
     pub slot_mappings: Vec<SlotMapping>,
+    /// The commit of one flush, the store's way and an appended record
+    /// ([`crate::commits`]).
+    pub commits: Vec<CommitWay>,
     pub report: Vec<Latency>,
     pub memory: Option<Memory>,
     /// Where the time of the missed targets goes.
@@ -195,6 +198,41 @@ impl Walk {
     }
 }
 
+/// One way to commit a flush of `keys` addresses into the store.
+#[derive(Debug, Serialize)]
+pub struct CommitWay {
+    pub way: String,
+    pub keys: u32,
+    /// Size of the record, for a way that writes one.
+    pub record_bytes: Option<usize>,
+    pub median_ms: f64,
+    /// The cost per flush over time: SQLite copies the WAL into the
+    /// database in the commit that takes it past its checkpoint size,
+    /// which a flush of many keys does every few commits, so their times
+    /// come in two groups and the median is one of them.
+    pub mean_ms: f64,
+    /// From the mean.
+    pub ns_per_key: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+impl CommitWay {
+    /// Its median, mean and cost per key from the samples of commits of
+    /// `keys`.
+    pub fn new(way: &str, keys: u32, record_bytes: Option<usize>, samples_ms: Vec<f64>) -> Self {
+        let mean_ms = samples_ms.iter().sum::<f64>() / samples_ms.len().max(1) as f64;
+        Self {
+            way: way.into(),
+            keys,
+            record_bytes,
+            median_ms: median(&samples_ms),
+            mean_ms,
+            ns_per_key: mean_ms * 1e6 / f64::from(keys.max(1)),
+            samples_ms,
+        }
+    }
+}
+
 /// A command's latency, in milliseconds.
 #[derive(Debug, Serialize)]
 pub struct Latency {
@@ -274,6 +312,7 @@ impl Results {
         self.flush_section(&mut m);
         self.walks_section(&mut m);
         self.slots_section(&mut m);
+        self.commits_section(&mut m);
         self.report_section(&mut m);
         if let Some(mem) = &self.memory {
             let _ = writeln!(m, "\n## Agent memory\n");
@@ -507,6 +546,40 @@ impl Results {
             );
         }
         loop_table(m, &self.slot_loops);
+    }
+
+    fn commits_section(&self, m: &mut String) {
+        let Some(first) = self.commits.first() else {
+            return;
+        };
+        let _ = writeln!(
+            m,
+            "\n### A commit that appends one record per flush (a design not built)\n"
+        );
+        let _ = writeln!(
+            m,
+            "The commit of one flush of {} addresses into a 5-minute bucket that already holds them (a steady state), \
+             two ways, alternately, each into a scratch store of its own made by the store's code: the store's commit \
+             (an upsert per address into `recent`, with the flush record) and one that writes the flush's deltas as one \
+             record (entity id and four counters per address) with the flush record, which the 5-minute fold would then \
+             spread into the tables (readers would add up the records not yet folded). Both commit with `synchronous = FULL`, \
+             as the agent does. SQLite copies the write-ahead log into the database in the commit that takes the log past \
+             1 000 pages, which one flush of many keys does every few commits, so the times come in two groups: the mean \
+             is the cost per flush over time.\n",
+            keys(first.keys)
+        );
+        let _ = writeln!(
+            m,
+            "| Commit | Record (bytes) | Median (ms) | Mean (ms) | Per key (ns, mean) |\n|---|---|---|---|---|"
+        );
+        for c in &self.commits {
+            let bytes = c.record_bytes.map_or("–".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                m,
+                "| {} | {bytes} | {:.1} | {:.1} | {:.0} |",
+                c.way, c.median_ms, c.mean_ms, c.ns_per_key
+            );
+        }
     }
 
     fn profiles_section(&self, m: &mut String) {
@@ -780,6 +853,24 @@ mod tests {
         let md = results.markdown();
         assert!(
             md.contains("raised this process's resident set by 11.0 MiB for 131072 slots on 2 CPUs (11.0 MiB mapped)."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_commit_ways_show_their_record_size_and_cost_per_key() {
+        let md = Results {
+            commits: vec![
+                CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0]),
+                CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0]),
+            ],
+            ..Results::default()
+        }
+        .markdown();
+        assert!(md.contains("one flush of 100 k addresses"), "{md}");
+        assert!(md.contains("| upserts | – | 35.0 | 35.0 | 350 |"), "{md}");
+        assert!(
+            md.contains("| one record | 3600000 | 6.0 | 9.0 | 90 |"),
             "{md}"
         );
     }
