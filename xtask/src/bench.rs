@@ -18,6 +18,11 @@ pub struct Options {
     /// runs, without judging speed; writes into target/bench-quick/.
     #[arg(long)]
     pub quick: bool,
+    /// Only these benchmarks (comma-separated: packet, throughput, flush,
+    /// commit, memory, report); writes into target/bench-only/, so that
+    /// BENCHMARKS.md stays a whole run.
+    #[arg(long, value_name = "NAMES")]
+    pub only: Option<String>,
 }
 
 /// Debian packages that provide the tools the benchmarks compare against
@@ -54,6 +59,8 @@ pub fn bench(o: &Options) -> anyhow::Result<()> {
     let target = root().join("target").join("release");
     let out = if o.quick {
         root().join("target").join("bench-quick")
+    } else if o.only.is_some() {
+        root().join("target").join("bench-only")
     } else {
         root()
     };
@@ -64,5 +71,6 @@ pub fn bench(o: &Options) -> anyhow::Result<()> {
         .arg(target.join("trafgen"))
         .arg("--out")
         .arg(out)
-        .args(o.quick.then_some("--quick")))
+        .args(o.quick.then_some("--quick"))
+        .args(o.only.iter().flat_map(|names| ["--only", names])))
 }
