@@ -130,7 +130,8 @@ impl Appender {
         Ok(record.len())
     }
 
-    /// Deltas in the record of flush `seq`, checked against `expected`.
+    /// Checks that the record of flush `seq` holds `expected`: as many
+    /// rows, and the last one's rx bytes.
     fn check(&self, seq: i64, expected: &[Delta]) -> anyhow::Result<()> {
         let record: Vec<u8> =
             self.conn

@@ -554,7 +554,7 @@ impl Results {
         };
         let _ = writeln!(
             m,
-            "\n### A commit that appends one record per flush (a design not built)\n"
+            "\n## A commit that appends one record per flush (a design not built)\n"
         );
         let _ = writeln!(
             m,
