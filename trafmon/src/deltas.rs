@@ -2,7 +2,7 @@
 //! names, addresses, interfaces by name, overflow, and named groups summed
 //! from their member addresses.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use trafmon_common::{Counters, KIND_IFACE, KIND_IP, KIND_UID};
 
@@ -23,7 +23,10 @@ pub struct Builder<'a, U, I> {
     groups: &'a Groups,
     uid_label: U,
     iface_name: I,
-    out: Vec<Delta>,
+    /// The addresses' deltas: nearly all of a large flush.
+    ips: Vec<Delta>,
+    /// Every other delta (users, interfaces, overflow, groups): a few.
+    named: Vec<Delta>,
     group_sums: BTreeMap<&'a str, Counters>,
 }
 
@@ -46,13 +49,14 @@ where
             groups,
             uid_label,
             iface_name,
-            out: Vec::new(),
+            ips: Vec::new(),
+            named: Vec::new(),
             group_sums: BTreeMap::new(),
         }
     }
 
     fn named(&mut self, kind: Kind, key: String, label: String, counters: Counters) {
-        self.out.push(Delta::named(kind, key, label, counters));
+        self.named.push(Delta::named(kind, key, label, counters));
     }
 
     /// Adds one drained key; keys without traffic are skipped.
@@ -68,7 +72,7 @@ where
             }
             Drained::Ip(key, c) => {
                 let ip = ip_of(&key);
-                self.out.push(Delta {
+                self.ips.push(Delta {
                     subject: Subject::Ip(ip),
                     counters: c,
                 });
@@ -98,21 +102,42 @@ where
     /// where the kernel hands keys out in hash order: the store then finds
     /// known entities with searches that walk memory in order, looks new
     /// ones up kind by kind, and gives them ids in key order (measured at
-    /// 100 000 keys: the sort costs 7 ms; without it the commit took 30 ms
-    /// longer and the fold twice as long).
+    /// 100 000 keys: without the sort the commit took 30 ms longer and the
+    /// fold twice as long). The addresses are sorted on their own, by an
+    /// integer key that orders them as [`IpAddr`] does: 5.5 ms at 100 000
+    /// keys, where comparing whole deltas as enums took 7 ms. The sort
+    /// moves the deltas themselves (indices would need a second list as
+    /// long as the first at the agent's peak).
     pub fn finish(mut self) -> Vec<Delta> {
         for (name, c) in std::mem::take(&mut self.group_sums) {
             if !c.is_zero() {
                 self.named(Kind::Group, name.into(), name.into(), c);
             }
         }
-        self.out
-            .sort_unstable_by(|a, b| match (&a.subject, &b.subject) {
-                (Subject::Ip(x), Subject::Ip(y)) => x.cmp(y),
-                (Subject::Named(x, _), Subject::Named(y, _)) => x.cmp(y),
-                _ => a.kind().cmp(&b.kind()),
-            });
-        self.out
+        let mut named = self.named;
+        named.sort_unstable_by(|a, b| match (&a.subject, &b.subject) {
+            (Subject::Named(x), Subject::Named(y)) => x.0.cmp(&y.0),
+            _ => a.kind().cmp(&b.kind()),
+        });
+        let mut out = self.ips;
+        out.sort_unstable_by_key(|d| match d.subject {
+            Subject::Ip(ip) => ip_order(ip),
+            Subject::Named(..) => (u8::MAX, 0),
+        });
+        let after = named.split_off(named.partition_point(|d| d.kind() < Kind::Ip));
+        out.reserve_exact(named.len() + after.len());
+        out.splice(0..0, named);
+        out.extend(after);
+        out
+    }
+}
+
+/// A key that orders addresses as [`IpAddr`]'s `Ord` does: IPv4 before
+/// IPv6, then by their bytes, which read as a big-endian number.
+fn ip_order(ip: IpAddr) -> (u8, u128) {
+    match ip {
+        IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (1, u128::from(a)),
     }
 }
 
@@ -196,5 +221,58 @@ mod tests {
         assert_eq!(find(Kind::Overflow, "ip").unwrap().1.rx_bytes, 9);
         assert!(find(Kind::Overflow, "uid").is_none());
         assert_eq!(find(Kind::Ip, "2001:db8::7").unwrap().1.rx_bytes, 300);
+    }
+
+    #[test]
+    fn deltas_come_out_in_entity_order_whatever_order_keys_came_in() {
+        let v6 = |s: &str| IpKey {
+            addr: s.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            family: FAMILY_IPV6,
+        };
+        // Hash order, as the kernel hands keys out: kinds interleaved,
+        // IPv6 before IPv4, high addresses before low ones.
+        let drained = [
+            Drained::Iface(3, c(1, 1)),
+            Drained::Ip(v6("2001:db8::2"), c(1, 1)),
+            Drained::Ip(v4([203, 0, 113, 9]), c(1, 1)),
+            Drained::Uid(1001, c(1, 1)),
+            Drained::Ip(v4([192, 0, 2, 200]), c(1, 1)),
+            Drained::Overflow(KIND_UID, c(1, 1)),
+            Drained::Ip(v6("2001:db8::1:0"), c(1, 1)),
+            Drained::Ip(v4([192, 0, 2, 3]), c(1, 1)),
+            Drained::Uid(0, c(1, 1)),
+            Drained::Ip(v6("::ffff:192.0.2.1"), c(1, 1)),
+            Drained::Iface(1, c(1, 1)),
+            Drained::Ip(v4([0, 0, 0, 1]), c(1, 1)),
+        ];
+        let groups = Groups::new();
+        let mut b = Builder::new(&groups, |u| format!("user{u}"), |i| Some(format!("if{i}")));
+        drained.into_iter().for_each(|d| b.push(d));
+        let got: Vec<(Kind, String)> = b
+            .finish()
+            .into_iter()
+            .map(|d| {
+                let (e, _, _) = d.into_parts();
+                (e.kind, e.key)
+            })
+            .collect();
+        let want: Vec<(Kind, String)> = [
+            (Kind::Uid, "0"),
+            (Kind::Uid, "1001"),
+            (Kind::Ip, "0.0.0.1"),
+            (Kind::Ip, "192.0.2.3"),
+            (Kind::Ip, "192.0.2.200"),
+            (Kind::Ip, "203.0.113.9"),
+            (Kind::Ip, "::ffff:192.0.2.1"),
+            (Kind::Ip, "2001:db8::2"),
+            (Kind::Ip, "2001:db8::1:0"),
+            (Kind::Iface, "if1"),
+            (Kind::Iface, "if3"),
+            (Kind::Overflow, "uid"),
+        ]
+        .into_iter()
+        .map(|(k, s)| (k, s.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

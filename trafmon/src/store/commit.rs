@@ -628,8 +628,8 @@ mod tests {
         deltas.push(delta(Kind::Ip, "2001:db8::1", 1, 0));
         for (seq, label) in [(1, "old"), (2, "new")] {
             for d in &mut deltas {
-                if let crate::store::Subject::Named(_, l) = &mut d.subject {
-                    *l = label.into();
+                if let crate::store::Subject::Named(named) = &mut d.subject {
+                    named.1 = label.into();
                 }
             }
             commit(&mut store, seq, at("2026-11-22T10:00:10Z"), deltas.clone());

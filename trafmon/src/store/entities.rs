@@ -35,10 +35,10 @@ impl Known {
                     .filter(|(a, _)| a == ip)
                     .map(|(_, id)| *id)
             }
-            Subject::Named(e, label) => self
+            Subject::Named(named) => self
                 .named
-                .get(e)
-                .filter(|(_, l)| l == label)
+                .get(&named.0)
+                .filter(|(_, l)| *l == named.1)
                 .map(|(id, _)| *id),
         }
     }
@@ -51,7 +51,8 @@ impl Known {
         for (d, id) in deltas.iter().zip(ids) {
             match &d.subject {
                 Subject::Ip(ip) => self.ips.push((*ip, *id)),
-                Subject::Named(e, label) => {
+                Subject::Named(named) => {
+                    let (e, label) = &**named;
                     self.named.insert(e.clone(), (*id, label.clone()));
                 }
             }
@@ -111,7 +112,8 @@ fn texts(d: &Delta, buf: &mut String) -> (Range<usize>, Option<Range<usize>>) {
             write!(buf, "{ip}").expect("writing to a String");
             (start..buf.len(), None)
         }
-        Subject::Named(e, label) => {
+        Subject::Named(named) => {
+            let (e, label) = &**named;
             buf.push_str(&e.key);
             let key = start..buf.len();
             buf.push_str(label);
