@@ -197,7 +197,6 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
     for round in 0..rounds {
         let seq = 3 + round as i64;
         let one = flush(seq, 2 + round as u64);
-        let two = flush(seq, 2 + round as u64);
         let mut upsert = || -> anyhow::Result<()> {
             let t = Instant::now();
             store.commit(&one, &cal)?;
@@ -206,7 +205,7 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
         };
         let mut append = || -> anyhow::Result<()> {
             let t = Instant::now();
-            record_bytes = appender.commit(&two, &cal)?;
+            record_bytes = appender.commit(&one, &cal)?;
             appends.push(t.elapsed().as_secs_f64() * 1e3);
             Ok(())
         };
@@ -219,7 +218,7 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
         }
         // Both ways really stored the flush.
         expected_rx += 1500 * (3 + round as u64);
-        appender.check(seq, &two.deltas)?;
+        appender.check(seq, &one.deltas)?;
         let first = ip_of(&fill::address(0));
         let stored = stored_rx(&upsert_path, first)?;
         if stored != expected_rx {

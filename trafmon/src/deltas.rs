@@ -122,7 +122,7 @@ where
         let mut out = self.ips;
         out.sort_unstable_by_key(|d| match d.subject {
             Subject::Ip(ip) => ip_order(ip),
-            Subject::Named(..) => (u8::MAX, 0),
+            Subject::Named(..) => (u8::MAX, 0), // none: `ips` holds addresses only
         });
         let after = named.split_off(named.partition_point(|d| d.kind() < Kind::Ip));
         out.reserve_exact(named.len() + after.len());
