@@ -3,6 +3,7 @@
 //! users and addresses had traffic since the last flush.
 
 use std::{
+    cell::RefCell,
     net::Ipv6Addr,
     os::fd::{AsFd as _, BorrowedFd},
     path::Path,
@@ -24,6 +25,9 @@ pub struct Live {
     uid_fast: MapData,
     selector: Array<MapData, u32>,
     cpus: usize,
+    /// The order in which the keys of a fill reach the map; see
+    /// [`Live::fill`].
+    order: RefCell<fastrand::Rng>,
 }
 
 /// First synthetic UID: far above any real user.
@@ -34,6 +38,13 @@ const FIRST_UID: u32 = 2_000_000;
 pub fn address(i: u32) -> IpKey {
     let [hi, lo] = [(i >> 16) as u16, i as u16];
     key_of(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, hi, lo).into())
+}
+
+/// The random order in which the benchmarks write keys into a map (see
+/// [`Live::fill`]), from a fixed seed, so that every run fills in the
+/// same orders.
+pub fn order() -> fastrand::Rng {
+    fastrand::Rng::with_seed(0x0074_7261_666d_6f6e)
 }
 
 fn open(pins: &PinDir, name: &str) -> anyhow::Result<MapData> {
@@ -62,6 +73,7 @@ impl Live {
             uid_fast: open(&pins, common::UID_FAST)?,
             selector: Array::try_from(aya::maps::Map::Array(open(&pins, common::SELECTOR)?))?,
             cpus: aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
+            order: RefCell::new(order()),
         })
     }
 
@@ -74,11 +86,19 @@ impl Live {
         map.fd().as_fd()
     }
 
-    fn fill<K: aya::Pod>(&self, map: &MapData, keys: &[K]) -> anyhow::Result<()> {
+    /// Writes `keys` into `map` in an order of their own, new at each
+    /// fill: a key's first packet after a clear comes when it comes, and
+    /// the kernel hands each new key the element it freed last, so the
+    /// order of the fill decides where in memory each key's counters lie.
+    /// Filled in address order, they would lie in the order in which the
+    /// agent deletes them by key, a locality that real traffic does not
+    /// give it.
+    fn fill<K: aya::Pod>(&self, map: &MapData, mut keys: Vec<K>) -> anyhow::Result<()> {
+        self.order.borrow_mut().shuffle(&mut keys);
         batch::update(
             Self::fd(map),
             self.cpus,
-            keys,
+            &keys,
             &values(keys.len(), self.cpus),
         )
         .context("cannot fill a counter map")
@@ -87,7 +107,7 @@ impl Live {
     /// Writes `n` synthetic addresses into the IP map of `side`.
     pub fn fill_ips(&self, side: usize, n: u32) -> anyhow::Result<()> {
         let keys: Vec<IpKey> = (0..n).map(address).collect();
-        self.fill(&self.ip[side], &keys)
+        self.fill(&self.ip[side], keys)
     }
 
     /// Writes the synthetic addresses below `n` that fall into `wave` of
@@ -98,13 +118,13 @@ impl Live {
             .filter(|i| i.wrapping_mul(2_654_435_761) % waves == wave)
             .map(address)
             .collect();
-        self.fill(&self.ip[side], &keys)
+        self.fill(&self.ip[side], keys)
     }
 
     /// Writes `n` synthetic UIDs into the UID map of `side`.
     pub fn fill_uids(&self, side: usize, n: u32) -> anyhow::Result<()> {
         let keys: Vec<u32> = (FIRST_UID..FIRST_UID + n).collect();
-        self.fill(&self.uid[side], &keys)
+        self.fill(&self.uid[side], keys)
     }
 
     /// What the IP map of `side` holds for `key`, summed over CPUs (zero

@@ -526,10 +526,15 @@ fn slot_hash(max_entries: u32) -> anyhow::Result<OwnedFd> {
 /// left.
 pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
     let hash = slot_hash(max_entries)?;
-    let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
-    let slots: Vec<u32> = (0..n).collect();
+    let mut keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let mut slots: Vec<u32> = (0..n).collect();
+    let mut order = fill::order();
     let (mut gives, mut takes) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
+        // Keys come and go in orders of their own, each round anew.
+        let seed = order.u64(..);
+        fastrand::Rng::with_seed(seed).shuffle(&mut keys);
+        fastrand::Rng::with_seed(seed).shuffle(&mut slots);
         let started = Instant::now();
         batch::update(hash.as_fd(), 1, &keys, &slots)?;
         gives.push(walks::ms_since(started));
@@ -538,8 +543,10 @@ pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[W
                 bail!("the slot hash lost the slot of a key it was given");
             }
         }
+        let mut going = keys.clone();
+        order.shuffle(&mut going);
         let started = Instant::now();
-        batch::delete(hash.as_fd(), &keys)?;
+        batch::delete(hash.as_fd(), &going)?;
         takes.push(walks::ms_since(started));
         for key in &keys {
             if slot_of(hash.as_fd(), key)?.is_some() {

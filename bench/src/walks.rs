@@ -140,7 +140,8 @@ pub fn run(n: u32, sizes: &[u32], rounds: usize) -> anyhow::Result<(Vec<Walk>, V
 fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let fd = create(max_entries)?;
-    let keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let mut keys: Vec<IpKey> = (0..n).map(fill::address).collect();
+    let mut order = fill::order();
     let values = fill::values(keys.len(), cpus);
     let zeroes = vec![Counters::ZERO; keys.len() * cpus];
     let mut samples = vec![Vec::new(); Method::ALL.len()];
@@ -156,7 +157,14 @@ fn run_one(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<Vec<Walk>>
                 drop(fresh);
                 continue;
             }
+            order.shuffle(&mut keys);
             batch::update(fd.as_fd(), cpus, &keys, &values)?;
+            if let Method::DeleteKnown = method {
+                // The agent deletes the keys in the order its drain's walk
+                // read them (not timed).
+                keys.clear();
+                batch::lookup_all(fd.as_fd(), cpus, |k, _| keys.push(k))?;
+            }
             let started = Instant::now();
             let walked = match method {
                 Method::Lookup => count(&fd, cpus)?,
