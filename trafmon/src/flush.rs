@@ -12,15 +12,16 @@
 use std::time::Instant;
 
 use jiff::Timestamp;
+use trafmon_common::IpKey;
 
 use crate::{
     calendar::{Calendar, Resolution},
     config::{Config, Retention},
-    counters::{CountersError, Maps, key_of},
+    counters::{CountersError, Drained, Maps},
     deltas::{self, Groups},
     fault::{Fault, Step},
     grace::{self, Grace},
-    store::{Delta, FlushCommit, FlushRecord, Store, StoreError, Subject},
+    store::{FlushCommit, FlushRecord, Store, StoreError},
 };
 
 /// Errors of a flush. Counts are never lost by one: they stay in the kernel
@@ -38,15 +39,19 @@ pub enum FlushError {
 /// Work left over from a flush that could not finish.
 #[derive(Debug)]
 enum Outstanding {
-    /// Drained but not committed (the store failed): commit these.
-    Commit(FlushCommit),
-    /// Committed but not cleared or not recorded as cleared; `drained`
-    /// are the committed deltas, whose addresses the side holds (none
-    /// when recovering).
+    /// Drained but not committed (the store failed): commit these. `keys`
+    /// are the addresses the side holds ([`Outstanding::Clear`]).
+    Commit {
+        commit: FlushCommit,
+        keys: Vec<IpKey>,
+    },
+    /// Committed but not cleared or not recorded as cleared; `keys` are
+    /// the addresses the side holds, in the order the drain's walk read
+    /// them (none when recovering): the clear deletes them in that order.
     Clear {
         seq: i64,
         side: u32,
-        drained: Vec<Delta>,
+        keys: Vec<IpKey>,
     },
 }
 
@@ -202,7 +207,7 @@ impl Collector {
             self.outstanding = Some(Outstanding::Clear {
                 seq: last.seq,
                 side: last.side,
-                drained: Vec::new(),
+                keys: Vec::new(),
             });
             self.finish_outstanding(Instant::now())?;
         }
@@ -260,28 +265,26 @@ impl Collector {
         loop {
             match self.outstanding.take() {
                 None => return Ok(()),
-                Some(Outstanding::Commit(commit)) => {
+                Some(Outstanding::Commit { commit, keys }) => {
                     let t = Instant::now();
                     if let Err(e) = self.store.commit(&commit, &self.calendar) {
-                        self.outstanding = Some(Outstanding::Commit(commit));
+                        self.outstanding = Some(Outstanding::Commit { commit, keys });
                         return Err(e.into());
                     }
                     self.phases.commit_us = us_since(t);
+                    // The deltas are stored: their memory goes before the
+                    // clear.
                     self.outstanding = Some(Outstanding::Clear {
                         seq: commit.seq,
                         side: commit.side,
-                        drained: commit.deltas,
+                        keys,
                     });
                     self.fault(Step::Commit);
                 }
-                Some(Outstanding::Clear { seq, side, drained }) => {
+                Some(Outstanding::Clear { seq, side, keys }) => {
                     let t = Instant::now();
-                    let keys = drained.iter().filter_map(|d| match d.subject {
-                        Subject::Ip(ip) => Some(key_of(ip)),
-                        Subject::Named(..) => None,
-                    });
-                    if let Err(e) = self.maps.clear_side(side, keys) {
-                        self.outstanding = Some(Outstanding::Clear { seq, side, drained });
+                    if let Err(e) = self.maps.clear_side(side, keys.iter().copied()) {
+                        self.outstanding = Some(Outstanding::Clear { seq, side, keys });
                         return Err(e.into());
                     }
                     self.fault(Step::Clear);
@@ -291,7 +294,7 @@ impl Collector {
                         self.outstanding = Some(Outstanding::Clear {
                             seq,
                             side,
-                            drained: Vec::new(),
+                            keys: Vec::new(),
                         });
                         return Err(e.into());
                     }
@@ -319,7 +322,20 @@ impl Collector {
         self.phases.flip_us = us_since(started);
         let t = Instant::now();
         let mut deltas = deltas::builder(&self.groups);
-        self.maps.drain_side(drained, |d| deltas.push(d))?;
+        // The addresses in the order the walk reads them, for the clear.
+        // Deleted by key in this order, they are reached bucket after
+        // bucket through the map's table; in the deltas' order (by
+        // address) the deletes jump about it: the clear took 25 against
+        // 32 ms at 100 000 keys in maps of 1 048 576 entries, 186 against
+        // 327 ms at 1 000 000 (the bench's flush, keys written in random
+        // order as traffic brings them).
+        let mut keys = Vec::new();
+        self.maps.drain_side(drained, |d| {
+            if let Drained::Ip(key, _) = d {
+                keys.push(key);
+            }
+            deltas.push(d);
+        })?;
         self.fault(Step::Drain);
         let commit = FlushCommit {
             seq: self.store.next_seq()?,
@@ -329,7 +345,7 @@ impl Collector {
         };
         let (seq, entities) = (commit.seq, commit.deltas.len());
         self.phases.drain_us = us_since(t);
-        self.outstanding = Some(Outstanding::Commit(commit));
+        self.outstanding = Some(Outstanding::Commit { commit, keys });
         self.finish_outstanding(started)?;
         self.prune(at);
         Ok(Flushed {
