@@ -452,6 +452,8 @@ fn write(out: &Path, results: &Results) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // As the agent does: the flush benchmark runs its flush code here.
+    trafmon::memory::map_large_allocations();
     let cli = Cli::parse();
     match run(&cli).and_then(|r| {
         write(&cli.out, &r)?;

@@ -37,6 +37,7 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run() -> anyhow::Result<()> {
+    trafmon::memory::map_large_allocations();
     let cli = Cli::parse();
     // Colours only on a terminal: the journal, a log file or a pipe would
     // store the escape codes as text (`journalctl` shows them as `[2m`).
