@@ -22,8 +22,24 @@ use crate::{
 impl Installed {
     /// Attaches to the interfaces that should be counted and are not yet,
     /// and forgets pinned links of interfaces that no longer exist (auto) or
-    /// are no longer configured (list). Called at start and every interval.
+    /// are no longer configured (list). Called at start, every interval
+    /// and on link events.
     pub fn sync_interfaces(&mut self) -> Result<(), LoaderError> {
+        // A device renamed while a pass runs leaves the pass with a stale
+        // list of interfaces; the pass sees it and stops, and the next one
+        // lists them anew. A device renamed again and again gets no further
+        // than the rename's own link event, which starts another pass.
+        for _ in 0..3 {
+            if self.sync_pass()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of [`Self::sync_interfaces`]; false when it stopped early
+    /// because a device was renamed after the interfaces were listed.
+    fn sync_pass(&mut self) -> Result<bool, LoaderError> {
         let present = ifaces::list().map_err(LoaderError::Interfaces)?;
         let wanted: BTreeMap<String, &Interface> = match &self.interfaces {
             // Down ones too: the kernel sends packets of its own (IPv6
@@ -86,7 +102,9 @@ impl Installed {
             self.attached.remove(&attachment);
         }
         if self.mode == clsact::Mode::Clsact {
-            self.forget_filters(&wanted)?;
+            if !self.forget_filters(&present, &wanted)? {
+                return Ok(false);
+            }
             if !self.swept {
                 // Filters are not pinned, so those a former run put on
                 // interfaces no longer watched are found only here, once.
@@ -117,7 +135,7 @@ impl Installed {
                 }
             }
         }
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(true), Err)
     }
 
     /// Deletes this pin directory's filters from the present interfaces
@@ -147,15 +165,34 @@ impl Installed {
     /// (a device made again under the name gets filters anew) or is
     /// wanted under a new name (renamed: its filters are found again
     /// there), and deletes those of a device that is not wanted under the
-    /// name it has now.
-    fn forget_filters(&mut self, wanted: &BTreeMap<String, &Interface>) -> Result<(), LoaderError> {
-        let devices = std::mem::take(&mut self.devices);
-        for (name, index) in devices {
-            // (nix gives "" for a device that is gone.)
-            let now = nix::net::if_::if_indextoname(index)
-                .ok()
-                .and_then(|n| n.into_string().ok())
-                .filter(|n| !n.is_empty());
+    /// name it has now. Changes nothing and returns false when a device's
+    /// name now is not in `present`: it was renamed after `present` was
+    /// listed, and whether that name is wanted is not known yet.
+    fn forget_filters(
+        &mut self,
+        present: &BTreeMap<String, Interface>,
+        wanted: &BTreeMap<String, &Interface>,
+    ) -> Result<bool, LoaderError> {
+        let names_now: Vec<(String, u32, Option<String>)> = self
+            .devices
+            .iter()
+            .map(|(name, index)| {
+                // (nix gives "" for a device that is gone.)
+                let now = nix::net::if_::if_indextoname(*index)
+                    .ok()
+                    .and_then(|n| n.into_string().ok())
+                    .filter(|n| !n.is_empty());
+                (name.clone(), *index, now)
+            })
+            .collect();
+        if names_now
+            .iter()
+            .any(|(_, _, now)| now.as_ref().is_some_and(|n| !present.contains_key(n)))
+        {
+            return Ok(false);
+        }
+        self.devices.clear();
+        for (name, index, now) in names_now {
             match now {
                 Some(now) if now == name && wanted.contains_key(&name) => {
                     self.devices.insert(name, index);
@@ -167,7 +204,7 @@ impl Installed {
             self.attached.remove(&Attachment::TcIngress(name.clone()));
             self.attached.remove(&Attachment::TcEgress(name));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The attachment that the pinned link of `attachment` belongs under
