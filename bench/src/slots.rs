@@ -527,14 +527,13 @@ fn slot_hash(max_entries: u32) -> anyhow::Result<OwnedFd> {
 pub fn bookkeeping(n: u32, max_entries: u32, rounds: usize) -> anyhow::Result<[Walk; 2]> {
     let hash = slot_hash(max_entries)?;
     let mut keys: Vec<IpKey> = (0..n).map(fill::address).collect();
-    let mut slots: Vec<u32> = (0..n).collect();
+    let slots: Vec<u32> = (0..n).collect();
     let mut order = fill::order();
     let (mut gives, mut takes) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        // Keys come and go in orders of their own, each round anew.
-        let seed = order.u64(..);
-        fastrand::Rng::with_seed(seed).shuffle(&mut keys);
-        fastrand::Rng::with_seed(seed).shuffle(&mut slots);
+        // Keys come and go in orders of their own, each round anew (the
+        // i-th key of a round gets slot i).
+        order.shuffle(&mut keys);
         let started = Instant::now();
         batch::update(hash.as_fd(), 1, &keys, &slots)?;
         gives.push(walks::ms_since(started));

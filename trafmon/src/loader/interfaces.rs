@@ -25,10 +25,10 @@ impl Installed {
     /// are no longer configured (list). Called at start, every interval
     /// and on link events.
     pub fn sync_interfaces(&mut self) -> Result<(), LoaderError> {
-        // A device renamed while a pass runs leaves the pass with a stale
-        // list of interfaces; the pass sees it and stops, and the next one
-        // lists them anew. A device renamed again and again gets no further
-        // than the rename's own link event, which starts another pass.
+        // A pass whose list is already stale (a device renamed just after
+        // it was listed) changes nothing, and the next lists them anew;
+        // after three such passes the rename's own link event starts one
+        // more.
         for _ in 0..3 {
             if self.sync_pass()? {
                 break;
@@ -37,10 +37,13 @@ impl Installed {
         Ok(())
     }
 
-    /// One pass of [`Self::sync_interfaces`]; false when it stopped early
-    /// because a device was renamed after the interfaces were listed.
+    /// One pass of [`Self::sync_interfaces`]; false, having changed
+    /// nothing, when a device was renamed after the interfaces were listed.
     fn sync_pass(&mut self) -> Result<bool, LoaderError> {
         let present = ifaces::list().map_err(LoaderError::Interfaces)?;
+        if self.renamed_since(&present)? {
+            return Ok(false);
+        }
         let wanted: BTreeMap<String, &Interface> = match &self.interfaces {
             // Down ones too: the kernel sends packets of its own (IPv6
             // listener reports, router solicitations, DHCP) the moment a
@@ -102,9 +105,7 @@ impl Installed {
             self.attached.remove(&attachment);
         }
         if self.mode == clsact::Mode::Clsact {
-            if !self.forget_filters(&present, &wanted)? {
-                return Ok(false);
-            }
+            self.forget_filters(&wanted)?;
             if !self.swept {
                 // Filters are not pinned, so those a former run put on
                 // interfaces no longer watched are found only here, once.
@@ -160,40 +161,35 @@ impl Installed {
         Ok(())
     }
 
+    /// Whether a device that this pin directory counts (by a pinned TCX
+    /// link or clsact filters) has a name now that `present` lacks: it was
+    /// renamed after `present` was listed, and a pass on that list would
+    /// take it for a device that is gone, or its new name for one that is
+    /// not watched, and detach it.
+    fn renamed_since(&self, present: &BTreeMap<String, Interface>) -> Result<bool, LoaderError> {
+        let mut indexes: Vec<u32> = self.devices.values().copied().collect();
+        for attachment in pinned_links(&self.pins)? {
+            if let Ok(link) = relink::open_pinned(&self.pins.link(&attachment))
+                && let Ok(Some(index)) = relink::tcx_ifindex(link.as_fd())
+            {
+                indexes.push(index);
+            }
+        }
+        Ok(indexes
+            .into_iter()
+            .any(|index| name_of(index).is_some_and(|now| !present.contains_key(&now))))
+    }
+
     /// In [`clsact::Mode::Clsact`]: keeps the filters that are on the
     /// wanted device of their name; forgets those whose device is gone
     /// (a device made again under the name gets filters anew) or is
     /// wanted under a new name (renamed: its filters are found again
     /// there), and deletes those of a device that is not wanted under the
-    /// name it has now. Changes nothing and returns false when a device's
-    /// name now is not in `present`: it was renamed after `present` was
-    /// listed, and whether that name is wanted is not known yet.
-    fn forget_filters(
-        &mut self,
-        present: &BTreeMap<String, Interface>,
-        wanted: &BTreeMap<String, &Interface>,
-    ) -> Result<bool, LoaderError> {
-        let names_now: Vec<(String, u32, Option<String>)> = self
-            .devices
-            .iter()
-            .map(|(name, index)| {
-                // (nix gives "" for a device that is gone.)
-                let now = nix::net::if_::if_indextoname(*index)
-                    .ok()
-                    .and_then(|n| n.into_string().ok())
-                    .filter(|n| !n.is_empty());
-                (name.clone(), *index, now)
-            })
-            .collect();
-        if names_now
-            .iter()
-            .any(|(_, _, now)| now.as_ref().is_some_and(|n| !present.contains_key(n)))
-        {
-            return Ok(false);
-        }
-        self.devices.clear();
-        for (name, index, now) in names_now {
-            match now {
+    /// name it has now.
+    fn forget_filters(&mut self, wanted: &BTreeMap<String, &Interface>) -> Result<(), LoaderError> {
+        let devices = std::mem::take(&mut self.devices);
+        for (name, index) in devices {
+            match name_of(index) {
                 Some(now) if now == name && wanted.contains_key(&name) => {
                     self.devices.insert(name, index);
                     continue;
@@ -204,7 +200,7 @@ impl Installed {
             self.attached.remove(&Attachment::TcIngress(name.clone()));
             self.attached.remove(&Attachment::TcEgress(name));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The attachment that the pinned link of `attachment` belongs under
@@ -217,11 +213,10 @@ impl Installed {
     ) -> Option<Attachment> {
         let link = relink::open_pinned(&self.pins.link(attachment)).ok()?;
         let index = relink::tcx_ifindex(link.as_fd()).ok()??;
-        let now = nix::net::if_::if_indextoname(index).ok()?;
-        let now = now.to_str().ok()?;
-        let renamed = attachment.on(now)?;
-        (Some(now) != attachment.interface()
-            && wanted.contains_key(now)
+        let now = name_of(index)?;
+        let renamed = attachment.on(&now)?;
+        (Some(now.as_str()) != attachment.interface()
+            && wanted.contains_key(&now)
             && !self.pins.link(&renamed).exists())
         .then_some(renamed)
     }
@@ -294,4 +289,13 @@ impl Installed {
             })?;
         pin(prog.take_link(id), &path, &what)
     }
+}
+
+/// The name of the device with `index` now; `None` when it is gone (nix
+/// gives "" then).
+fn name_of(index: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .filter(|n| !n.is_empty())
 }

@@ -196,7 +196,7 @@ pub enum Subject {
     /// Any other entity, with its label now (a user name). Boxed, so that
     /// a delta is 56 bytes instead of 88: a large flush's deltas are nearly
     /// all addresses, and the agent sorts them and holds them through the
-    /// commit and the clear.
+    /// commit.
     Named(Box<(Entity, String)>),
 }
 
