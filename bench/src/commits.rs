@@ -1,14 +1,19 @@
-//! The commit of one flush of N addresses, two ways, alternately: the
+//! The commit of one flush of N addresses, three ways, in turn: the
 //! store's own ([`Store::commit`]: an upsert per address into `recent`,
-//! in a 5-minute bucket that already holds them, as in a steady state)
-//! and one that appends the flush's deltas as one record, a design not
-//! built (the 5-minute fold would spread the records into the tables, and
-//! readers would add up those not yet folded). Each way writes a scratch
-//! store of its own, made by the store's own code, on the same file system
-//! as the flush benchmark's; both commit the flush record with `synchronous
-//! = FULL`, as the agent does.
+//! in a 5-minute bucket that already holds them, as in a steady state);
+//! one that appends the flush's deltas as one record, a design not built
+//! (the 5-minute fold would spread the records into the tables, and
+//! readers would add up those not yet folded); and one that appends them
+//! as rows, one per address, to a log with `recent`'s columns and
+//! references, the plain insert that a reader of the store's commit would
+//! think of first (readers and the fold would sum them as they sum
+//! `recent`). Each way writes a scratch store of its own, made by the
+//! store's own code, on the same file system as the flush benchmark's;
+//! each commits the flush record with `synchronous = FULL`, as the agent
+//! does.
 
 use std::{
+    fmt::Write as _,
     net::IpAddr,
     path::{Path, PathBuf},
     time::Instant,
@@ -16,7 +21,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use trafmon::{
     calendar::{Calendar, Resolution},
     config::Config,
@@ -56,17 +61,31 @@ fn deltas(n: u32, round: u64) -> Vec<Delta> {
         .collect()
 }
 
-/// The appended-record way's store: the schema the agent makes, plus a
-/// table of records, with the agent's pragmas.
+/// Rows per insert statement of [`Append::Rows`], as the store's commit
+/// upserts them.
+const ROWS: usize = 64;
+
+/// How an [`Appender`] appends a flush's deltas.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Append {
+    /// One record: entity id and four counters per delta.
+    Record,
+    /// One row per delta in `recent_log`.
+    Rows,
+}
+
+/// An appending way's store: the schema the agent makes, plus a table of
+/// records or a log of rows, with the agent's pragmas.
 struct Appender {
     conn: Connection,
+    how: Append,
     /// Address and entity id, in address order (the store keeps the same
     /// between flushes).
     ids: Vec<(IpAddr, u32)>,
 }
 
 impl Appender {
-    fn open(path: &Path, cal: &Calendar, first: FlushCommit) -> anyhow::Result<Self> {
+    fn open(path: &Path, how: Append, cal: &Calendar, first: FlushCommit) -> anyhow::Result<Self> {
         // The store's own commit makes the entities and the bucket's row.
         let mut store = Store::open(path)?;
         store.commit(&first, cal)?;
@@ -78,6 +97,15 @@ impl Appender {
                  seq INTEGER PRIMARY KEY REFERENCES flush (seq),
                  bucket INTEGER NOT NULL REFERENCES recent_bucket (id),
                  rows BLOB NOT NULL
+             );
+             CREATE TABLE recent_log (
+                 id INTEGER PRIMARY KEY,
+                 bucket INTEGER NOT NULL REFERENCES recent_bucket (id),
+                 entity INTEGER NOT NULL REFERENCES entity (id),
+                 rx_bytes INTEGER NOT NULL,
+                 rx_packets INTEGER NOT NULL,
+                 tx_bytes INTEGER NOT NULL,
+                 tx_packets INTEGER NOT NULL
              );",
         )?;
         let mut ids = Vec::new();
@@ -91,11 +119,11 @@ impl Appender {
             }
         }
         ids.sort_unstable();
-        Ok(Self { conn, ids })
+        Ok(Self { conn, how, ids })
     }
 
-    /// Commits `flush` as one record with its flush record; the record's
-    /// size in bytes.
+    /// Commits `flush` with its flush record, as one record or as rows;
+    /// the record's size in bytes.
     fn commit(&mut self, flush: &FlushCommit, cal: &Calendar) -> anyhow::Result<usize> {
         let fivemin = cal.flush_bucket(Resolution::FiveMin, flush.at)?;
         let tx = self.conn.transaction()?;
@@ -124,15 +152,38 @@ impl Appender {
         }
         tx.prepare_cached("INSERT INTO flush (seq, side, at_ms) VALUES (?1, ?2, ?3)")?
             .execute(params![flush.seq, flush.side, flush.at.as_millisecond()])?;
+        if self.how == Append::Rows {
+            // The record's bytes, as rows: the same work before SQLite.
+            append_rows(&tx, bucket, &record)?;
+            tx.commit()?;
+            return Ok(0);
+        }
         tx.prepare_cached("INSERT INTO flush_record (seq, bucket, rows) VALUES (?1, ?2, ?3)")?
             .execute(params![flush.seq, bucket, record])?;
         tx.commit()?;
         Ok(record.len())
     }
 
-    /// Checks that the record of flush `seq` holds `expected`: as many
-    /// rows, and the last one's rx bytes.
-    fn check(&self, seq: i64, expected: &[Delta]) -> anyhow::Result<()> {
+    /// Checks that flush `seq` was stored as `expected`: as many deltas in
+    /// its record, or as many rows in the log as all the commits so far
+    /// (`flushes` of them); and the last delta's rx bytes.
+    fn check(&self, seq: i64, flushes: usize, expected: &[Delta]) -> anyhow::Result<()> {
+        let last_rx = expected.last().map(|d| d.counters.rx_bytes);
+        if self.how == Append::Rows {
+            let (rows, rx): (i64, i64) = self.conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM recent_log),
+                        (SELECT rx_bytes FROM recent_log ORDER BY id DESC LIMIT 1)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if usize::try_from(rows)? != flushes * expected.len() {
+                bail!("the log holds {rows} rows after {flushes} flushes");
+            }
+            if Some(u64::try_from(rx)?) != last_rx {
+                bail!("the log's last row is not flush {seq}'s last delta");
+            }
+            return Ok(());
+        }
         let record: Vec<u8> =
             self.conn
                 .query_row("SELECT rows FROM flush_record WHERE seq = ?1", [seq], |r| {
@@ -150,11 +201,62 @@ impl Appender {
             .get(4..12)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes);
-        if rx_bytes != expected.last().map(|d| d.counters.rx_bytes) {
+        if rx_bytes != last_rx {
             bail!("record {seq}'s last delta is not the flush's");
         }
         Ok(())
     }
+}
+
+/// Appends the deltas of `record` to `recent_log` in bucket `bucket`,
+/// [`ROWS`] rows per statement, each row's key the next one.
+fn append_rows(tx: &Transaction<'_>, bucket: i64, record: &[u8]) -> anyhow::Result<()> {
+    let full = insert_rows(ROWS);
+    for chunk in record.chunks(ROWS * RECORD_ROW) {
+        let rows = chunk.len() / RECORD_ROW;
+        let last;
+        let text = if rows == ROWS {
+            &full
+        } else {
+            last = insert_rows(rows);
+            &last
+        };
+        let mut stmt = tx.prepare_cached(text)?;
+        stmt.raw_bind_parameter(1, bucket)?;
+        for (i, row) in chunk.chunks_exact(RECORD_ROW).enumerate() {
+            let entity = u32::from_le_bytes(row[..4].try_into()?);
+            stmt.raw_bind_parameter(2 + i * 5, i64::from(entity))?;
+            for (j, v) in row[4..].chunks_exact(8).enumerate() {
+                let v = i64::try_from(u64::from_le_bytes(v.try_into()?))?;
+                stmt.raw_bind_parameter(3 + i * 5 + j, v)?;
+            }
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// An insert of `rows` rows into `recent_log`: `?1` is the bucket's id,
+/// then per row entity, rx bytes, rx packets, tx bytes and tx packets.
+fn insert_rows(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO recent_log (bucket, entity, rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES ",
+    );
+    for i in 0..rows {
+        let p = 2 + i * 5;
+        if i > 0 {
+            sql.push(',');
+        }
+        let _ = write!(
+            sql,
+            "(?1, ?{p}, ?{}, ?{}, ?{}, ?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        );
+    }
+    sql
 }
 
 /// The rx bytes that the store holds for `ip` in `recent`.
@@ -169,8 +271,9 @@ fn stored_rx(path: &Path, ip: IpAddr) -> anyhow::Result<u64> {
     Ok(u64::try_from(v)?)
 }
 
-/// `rounds` commits of `n` deltas each way, alternately; each way's first
-/// two (which make its entities and bucket rows) are not measured.
+/// `rounds` commits of `n` deltas each way, each way first in turn; each
+/// way's first two (which make its entities and bucket rows) are not
+/// measured.
 pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
     let dir =
         Scratch(std::env::temp_dir().join(format!("trafbench-commit-{}", std::process::id())));
@@ -189,46 +292,47 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
     let mut store = Store::open(&upsert_path)?;
     store.commit(&flush(1, 0), &cal)?;
     store.commit(&flush(2, 1), &cal)?;
-    let mut appender = Appender::open(&dir.0.join("append.db"), &cal, flush(1, 0))?;
-    appender.commit(&flush(2, 1), &cal)?;
+    let mut record = Appender::open(&dir.0.join("record.db"), Append::Record, &cal, flush(1, 0))?;
+    record.commit(&flush(2, 1), &cal)?;
+    let mut log = Appender::open(&dir.0.join("rows.db"), Append::Rows, &cal, flush(1, 0))?;
+    log.commit(&flush(2, 1), &cal)?;
 
-    let (mut upserts, mut appends, mut record_bytes) = (Vec::new(), Vec::new(), 0);
+    // Per way, in the order of `ways` below: the samples.
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    let mut record_bytes = 0;
     let mut expected_rx = 1500 * 3;
     for round in 0..rounds {
         let seq = 3 + round as i64;
         let one = flush(seq, 2 + round as u64);
-        let mut upsert = || -> anyhow::Result<()> {
+        // Each way goes first in turn.
+        for way in (0..3).map(|i| (round + i) % 3) {
             let t = Instant::now();
-            store.commit(&one, &cal)?;
-            upserts.push(t.elapsed().as_secs_f64() * 1e3);
-            Ok(())
-        };
-        let mut append = || -> anyhow::Result<()> {
-            let t = Instant::now();
-            record_bytes = appender.commit(&one, &cal)?;
-            appends.push(t.elapsed().as_secs_f64() * 1e3);
-            Ok(())
-        };
-        if round % 2 == 0 {
-            upsert()?;
-            append()?;
-        } else {
-            append()?;
-            upsert()?;
+            match way {
+                0 => store.commit(&one, &cal)?,
+                1 => record_bytes = record.commit(&one, &cal)?,
+                _ => {
+                    log.commit(&one, &cal)?;
+                }
+            }
+            samples[way].push(t.elapsed().as_secs_f64() * 1e3);
         }
-        // Both ways really stored the flush.
+        // Every way really stored the flush (the log holds the flush that
+        // `open` committed through the store in `recent`, not in the log).
         expected_rx += 1500 * (3 + round as u64);
-        appender.check(seq, &one.deltas)?;
+        record.check(seq, round + 2, &one.deltas)?;
+        log.check(seq, round + 2, &one.deltas)?;
         let first = ip_of(&fill::address(0));
         let stored = stored_rx(&upsert_path, first)?;
         if stored != expected_rx {
             bail!("the store holds {stored} rx bytes for {first}, not {expected_rx}");
         }
     }
+    let [upserts, records, rows] = samples;
     eprintln!(
-        "trafbench: commit of {n} deltas: upserts {:.1} ms, one record {:.1} ms",
+        "trafbench: commit of {n} deltas: upserts {:.1} ms, one record {:.1} ms, appended rows {:.1} ms",
         crate::results::median(&upserts),
-        crate::results::median(&appends)
+        crate::results::median(&records),
+        crate::results::median(&rows)
     );
     Ok(vec![
         CommitWay::new(
@@ -241,7 +345,13 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
             "one appended record (a design not built)",
             n,
             Some(record_bytes),
-            appends,
+            records,
+        ),
+        CommitWay::new(
+            "a row per address appended to a log (a design not built)",
+            n,
+            None,
+            rows,
         ),
     ])
 }

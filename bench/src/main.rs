@@ -336,7 +336,7 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
             walks::run(plan.walk_keys, &sizes, plan.flush_rounds)?;
     }
     if wanted(Bench::Commit) {
-        eprintln!("trafbench: commit, the store's way and one appended record");
+        eprintln!("trafbench: commit, the store's way, one appended record and appended rows");
         results.commits = commits::run(plan.walk_keys, plan.commit_rounds)?;
     }
     if wanted(Bench::Memory) {

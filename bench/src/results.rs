@@ -43,7 +43,7 @@ pub struct Results {
     pub slot_entries: u32,
     /// What mapping its arrays costs in resident memory, per map size.
     pub slot_mappings: Vec<SlotMapping>,
-    /// The commit of one flush, the store's way and an appended record
+    /// The commit of one flush, the store's way and two appending ones
     /// ([`crate::commits`]).
     pub commits: Vec<CommitWay>,
     pub report: Vec<Latency>,
@@ -554,15 +554,17 @@ impl Results {
         };
         let _ = writeln!(
             m,
-            "\n## A commit that appends one record per flush (a design not built)\n"
+            "\n## Commits that append instead of upserting (designs not built)\n"
         );
         let _ = writeln!(
             m,
             "The commit of one flush of {} addresses into a 5-minute bucket that already holds them (a steady state), \
-             two ways, alternately, each into a scratch store of its own made by the store's code: the store's commit \
-             (an upsert per address into `recent`, with the flush record) and one that writes the flush's deltas as one \
+             three ways, each first in turn, each into a scratch store of its own made by the store's code: the store's commit \
+             (an upsert per address into `recent`, with the flush record); one that writes the flush's deltas as one \
              record (entity id and four counters per address) with the flush record, which the 5-minute fold would then \
-             spread into the tables (readers would add up the records not yet folded). Both commit with `synchronous = FULL`, \
+             spread into the tables (readers would add up the records not yet folded); and one that appends them as rows, \
+             one per address, to a log with `recent`'s columns and references (plain inserts, 64 rows per statement as the \
+             upserts; readers and the fold would sum them as they sum `recent`). All commit with `synchronous = FULL`, \
              as the agent does. SQLite copies the write-ahead log into the database in the commit that takes the log past \
              1 000 pages, which one flush of many keys does every few commits, so the times come in two groups: the mean \
              is the cost per flush over time.\n",
