@@ -11,6 +11,13 @@
 //! store's own code, on the same file system as the flush benchmark's;
 //! each commits the flush record with `synchronous = FULL`, as the agent
 //! does.
+//!
+//! A record moves work rather than saving it unless its fold is cheaper
+//! than the upserts it spares: so the store's fold of a 5-minute bucket
+//! (`recent` into the four tables, [`Store::fold`]) is also timed, in
+//! turn, beside the fold that the record way would need (its bucket's
+//! records summed per entity and added into the same tables), each after
+//! a bucket's worth of flushes.
 
 use std::{
     fmt::Write as _,
@@ -20,7 +27,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 use trafmon::{
     calendar::{Calendar, Resolution},
@@ -61,9 +68,12 @@ fn deltas(n: u32, round: u64) -> Vec<Delta> {
         .collect()
 }
 
-/// Rows per insert statement of [`Append::Rows`], as the store's commit
-/// upserts them.
+/// Rows per insert statement of [`Append::Rows`] and of the record way's
+/// fold, as the store's commit upserts them.
 const ROWS: usize = 64;
+
+/// Flushes in a 5-minute bucket at the default interval of 10 s.
+pub const FLUSHES_PER_BUCKET: usize = 30;
 
 /// How an [`Appender`] appends a flush's deltas.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,9 +96,11 @@ struct Appender {
 
 impl Appender {
     fn open(path: &Path, how: Append, cal: &Calendar, first: FlushCommit) -> anyhow::Result<Self> {
-        // The store's own commit makes the entities and the bucket's row.
+        // The store's own commit makes the entities, and its fold leaves
+        // `recent` empty: from here on the store holds this way's appends.
         let mut store = Store::open(path)?;
         store.commit(&first, cal)?;
+        store.fold(i64::MAX)?;
         drop(store);
         let conn = Connection::open(path)?;
         conn.execute_batch(
@@ -125,11 +137,19 @@ impl Appender {
     /// Commits `flush` with its flush record, as one record or as rows;
     /// the record's size in bytes.
     fn commit(&mut self, flush: &FlushCommit, cal: &Calendar) -> anyhow::Result<usize> {
-        let fivemin = cal.flush_bucket(Resolution::FiveMin, flush.at)?;
+        let mut starts = [0i64; 4];
+        for (start, res) in starts.iter_mut().zip(Resolution::ALL) {
+            *start = cal.flush_bucket(res, flush.at)?;
+        }
         let tx = self.conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO recent_bucket (fivemin, hour, day, month) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (fivemin) DO NOTHING",
+        )?
+        .execute(starts)?;
         let bucket: i64 = tx
             .prepare_cached("SELECT id FROM recent_bucket WHERE fivemin = ?1")?
-            .query_row([fivemin], |r| r.get(0))?;
+            .query_row([starts[0]], |r| r.get(0))?;
         // The deltas and the ids are both in address order: one merge.
         let mut record = Vec::with_capacity(flush.deltas.len() * RECORD_ROW);
         let mut at = 0;
@@ -162,6 +182,66 @@ impl Appender {
             .execute(params![flush.seq, bucket, record])?;
         tx.commit()?;
         Ok(record.len())
+    }
+
+    /// The record way's fold: the records of every 5-minute bucket that
+    /// starts before `before` summed per entity and added into the four
+    /// bucket tables, then deleted with their buckets, in one transaction;
+    /// how many deltas it read.
+    fn fold(&mut self, before: i64) -> anyhow::Result<usize> {
+        if self.how != Append::Record {
+            bail!("only the record way is folded here");
+        }
+        let tx = self.conn.transaction()?;
+        let buckets: Vec<(i64, [i64; 4])> = tx
+            .prepare_cached(
+                "SELECT id, fivemin, hour, day, month FROM recent_bucket WHERE fivemin < ?1",
+            )?
+            .query_map([before], |r| {
+                Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut read = 0;
+        for (bucket, starts) in buckets {
+            // Indexed by entity id: the store gives ids out from 1 up, so
+            // the array is as long as the store has entities (a hash would
+            // do where ids are sparse).
+            let mut sums: Vec<[u64; 4]> = Vec::new();
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT rows FROM flush_record WHERE bucket = ?1")?;
+                let mut records = stmt.query([bucket])?;
+                while let Some(r) = records.next()? {
+                    for row in r.get_ref(0)?.as_blob()?.chunks_exact(RECORD_ROW) {
+                        let id = u32::from_le_bytes(row[..4].try_into()?) as usize;
+                        if sums.len() <= id {
+                            sums.resize(id + 1, [0; 4]);
+                        }
+                        for (sum, v) in sums[id].iter_mut().zip(row[4..].chunks_exact(8)) {
+                            *sum += u64::from_le_bytes(v.try_into()?);
+                        }
+                        read += 1;
+                    }
+                }
+            }
+            // A delta of nothing is never written, so a sum of nothing is
+            // an entity without a delta in this bucket.
+            let rows: Vec<(i64, [u64; 4])> = sums
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c != [0; 4])
+                .map(|(id, c)| (id as i64, *c))
+                .collect();
+            for (res, start) in Resolution::ALL.into_iter().zip(starts) {
+                add_rows(&tx, res.table(), start, &rows)?;
+            }
+            tx.prepare_cached("DELETE FROM flush_record WHERE bucket = ?1")?
+                .execute([bucket])?;
+            tx.prepare_cached("DELETE FROM recent_bucket WHERE id = ?1")?
+                .execute([bucket])?;
+        }
+        tx.commit()?;
+        Ok(read)
     }
 
     /// Checks that flush `seq` was stored as `expected`: as many deltas in
@@ -236,12 +316,67 @@ fn append_rows(tx: &Transaction<'_>, bucket: i64, record: &[u8]) -> anyhow::Resu
     Ok(())
 }
 
+/// Adds `rows` (entity and four counters) into bucket table `table` at
+/// `start`, [`ROWS`] rows per statement, as the store's fold adds its sums.
+fn add_rows(
+    tx: &Transaction<'_>,
+    table: &str,
+    start: i64,
+    rows: &[(i64, [u64; 4])],
+) -> anyhow::Result<()> {
+    let full = add_sql(table, ROWS);
+    for chunk in rows.chunks(ROWS) {
+        let last;
+        let text = if chunk.len() == ROWS {
+            &full
+        } else {
+            last = add_sql(table, chunk.len());
+            &last
+        };
+        let mut stmt = tx.prepare_cached(text)?;
+        stmt.raw_bind_parameter(1, start)?;
+        for (i, (entity, c)) in chunk.iter().enumerate() {
+            stmt.raw_bind_parameter(2 + i * 5, entity)?;
+            for (j, v) in c.iter().enumerate() {
+                stmt.raw_bind_parameter(3 + i * 5 + j, i64::try_from(*v)?)?;
+            }
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// An upsert of `rows` rows into bucket table `table`: `?1` is the
+/// bucket's start, then per row entity and the four counters, added to a
+/// row already there.
+fn add_sql(table: &str, rows: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO {table} (start, entity, rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES "
+    );
+    push_rows(&mut sql, rows);
+    sql.push_str(
+        " ON CONFLICT (entity, start) DO UPDATE SET
+           rx_bytes = rx_bytes + excluded.rx_bytes,
+           rx_packets = rx_packets + excluded.rx_packets,
+           tx_bytes = tx_bytes + excluded.tx_bytes,
+           tx_packets = tx_packets + excluded.tx_packets",
+    );
+    sql
+}
+
 /// An insert of `rows` rows into `recent_log`: `?1` is the bucket's id,
 /// then per row entity, rx bytes, rx packets, tx bytes and tx packets.
 fn insert_rows(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO recent_log (bucket, entity, rx_bytes, rx_packets, tx_bytes, tx_packets) VALUES ",
     );
+    push_rows(&mut sql, rows);
+    sql
+}
+
+/// `rows` rows of placeholders for an insert's VALUES: `?1` first in
+/// each, then five of the row's own (`?2` to `?6` for the first row).
+fn push_rows(sql: &mut String, rows: usize) {
     for i in 0..rows {
         let p = 2 + i * 5;
         if i > 0 {
@@ -256,7 +391,6 @@ fn insert_rows(rows: usize) -> String {
             p + 4
         );
     }
-    sql
 }
 
 /// The rx bytes that the store holds for `ip` in `recent`.
@@ -273,8 +407,15 @@ fn stored_rx(path: &Path, ip: IpAddr) -> anyhow::Result<u64> {
 
 /// `rounds` commits of `n` deltas each way, each way first in turn; each
 /// way's first two (which make its entities and bucket rows) are not
-/// measured.
-pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
+/// measured. Then `folds` times, the store's and the record way's stores
+/// each get `per_bucket` flushes in a 5-minute bucket of their own (not
+/// measured), and each folds it, each first in turn.
+pub fn run(
+    n: u32,
+    rounds: usize,
+    folds: usize,
+    per_bucket: usize,
+) -> anyhow::Result<Vec<CommitWay>> {
     let dir =
         Scratch(std::env::temp_dir().join(format!("trafbench-commit-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)
@@ -292,12 +433,13 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
     let mut store = Store::open(&upsert_path)?;
     store.commit(&flush(1, 0), &cal)?;
     store.commit(&flush(2, 1), &cal)?;
-    let mut record = Appender::open(&dir.0.join("record.db"), Append::Record, &cal, flush(1, 0))?;
+    let record_path = dir.0.join("record.db");
+    let mut record = Appender::open(&record_path, Append::Record, &cal, flush(1, 0))?;
     record.commit(&flush(2, 1), &cal)?;
     let mut log = Appender::open(&dir.0.join("rows.db"), Append::Rows, &cal, flush(1, 0))?;
     log.commit(&flush(2, 1), &cal)?;
 
-    // Per way, in the order of `ways` below: the samples.
+    // Per way (the store's, the record's, the rows'): the samples.
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     let mut record_bytes = 0;
     let mut expected_rx = 1500 * 3;
@@ -334,19 +476,78 @@ pub fn run(n: u32, rounds: usize) -> anyhow::Result<Vec<CommitWay>> {
         crate::results::median(&records),
         crate::results::median(&rows)
     );
+
+    // The folds. The bucket of the commits above first, not measured.
+    let next_bucket =
+        |t: Timestamp| -> anyhow::Result<i64> { Ok(cal.bucket(Resolution::FiveMin, t)? + 300) };
+    store.fold(next_bucket(at)?)?;
+    record.fold(next_bucket(at)?)?;
+    let mut seq = 3 + rounds as i64;
+    let mut fold_samples = [Vec::new(), Vec::new()];
+    for f in 0..folds {
+        let bucket_at = at + SignedDuration::from_secs(300 * (f as i64 + 1));
+        for k in 0..per_bucket {
+            let one = FlushCommit {
+                seq,
+                side: (seq & 1) as u32,
+                at: bucket_at,
+                deltas: deltas(n, k as u64),
+            };
+            store.commit(&one, &cal)?;
+            record.commit(&one, &cal)?;
+            seq += 1;
+        }
+        let before = next_bucket(bucket_at)?;
+        for way in (0..2).map(|i| (f + i) % 2) {
+            let t = Instant::now();
+            let (folded, expected) = if way == 0 {
+                (store.fold(before)?, n as usize)
+            } else {
+                (record.fold(before)?, n as usize * per_bucket)
+            };
+            fold_samples[way].push(t.elapsed().as_secs_f64() * 1e3);
+            if folded != expected {
+                bail!("fold {f} of way {way} moved {folded} rows or deltas, not {expected}");
+            }
+        }
+        // Both folded the same traffic into every table.
+        let totals = |path: &Path| -> anyhow::Result<Vec<[i64; 3]>> {
+            let conn = Connection::open(path)?;
+            Resolution::ALL
+                .iter()
+                .map(|res| {
+                    Ok(conn.query_row(
+                        &format!(
+                            "SELECT COUNT(*), SUM(rx_bytes), SUM(tx_packets) FROM {}",
+                            res.table()
+                        ),
+                        [],
+                        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+                    )?)
+                })
+                .collect()
+        };
+        let (upserted, recorded) = (totals(&upsert_path)?, totals(&record_path)?);
+        if upserted != recorded {
+            bail!("after fold {f} the tables differ: {upserted:?} against {recorded:?}");
+        }
+    }
+    let [upsert_folds, record_folds] = fold_samples;
     Ok(vec![
         CommitWay::new(
             "upserts into `recent` (the store's commit)",
             n,
             None,
             upserts,
-        ),
+        )
+        .with_folds(upsert_folds, FLUSHES_PER_BUCKET),
         CommitWay::new(
             "one appended record (a design not built)",
             n,
             Some(record_bytes),
             records,
-        ),
+        )
+        .with_folds(record_folds, FLUSHES_PER_BUCKET),
         CommitWay::new(
             "a row per address appended to a log (a design not built)",
             n,

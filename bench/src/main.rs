@@ -81,6 +81,9 @@ struct Plan {
     walk_keys: u32,
     /// Commits of `walk_keys` deltas per way.
     commit_rounds: usize,
+    /// Folds of a 5-minute bucket per way, and the flushes in each bucket.
+    fold_rounds: usize,
+    fold_flushes: usize,
     /// Live keys of the per-packet profile.
     profile_keys: u32,
     /// Live keys of the flush profile.
@@ -107,6 +110,8 @@ impl Plan {
                 flush_rounds: 1,
                 walk_keys: 10_000,
                 commit_rounds: 2,
+                fold_rounds: 1,
+                fold_flushes: 3,
                 profile_keys: 1000,
                 profile_flush_keys: 10_000,
                 loop_repeat: 100_000,
@@ -127,6 +132,8 @@ impl Plan {
                 flush_rounds: 5,
                 walk_keys: 100_000,
                 commit_rounds: 16,
+                fold_rounds: 3,
+                fold_flushes: commits::FLUSHES_PER_BUCKET,
                 // The sizes of the targets.
                 profile_keys: 10_000,
                 profile_flush_keys: 100_000,
@@ -355,7 +362,12 @@ fn run(cli: &Cli) -> anyhow::Result<Results> {
     }
     if wanted(Bench::Commit) {
         eprintln!("trafbench: commit, the store's way, one appended record and appended rows");
-        results.commits = commits::run(plan.walk_keys, plan.commit_rounds)?;
+        results.commits = commits::run(
+            plan.walk_keys,
+            plan.commit_rounds,
+            plan.fold_rounds,
+            plan.fold_flushes,
+        )?;
     }
     if wanted(Bench::Memory) {
         eprintln!("trafbench: agent memory");

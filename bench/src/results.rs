@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    commits::FLUSHES_PER_BUCKET,
     packet,
     profile::{Profile, Symbol},
 };
@@ -214,6 +215,16 @@ pub struct CommitWay {
     /// From the mean.
     pub ns_per_key: f64,
     pub samples_ms: Vec<f64>,
+    /// The fold of a 5-minute bucket of this way into the four tables,
+    /// where it was timed: the median, and how many flushes the bucket
+    /// held.
+    pub fold_ms: Option<f64>,
+    pub fold_flushes: usize,
+    pub fold_samples_ms: Vec<f64>,
+    /// A 5-minute bucket's cost at the default interval
+    /// ([`FLUSHES_PER_BUCKET`] flushes): its commits at the mean, and its
+    /// fold at the median.
+    pub per_bucket_ms: Option<f64>,
 }
 
 impl CommitWay {
@@ -229,7 +240,21 @@ impl CommitWay {
             mean_ms,
             ns_per_key: mean_ms * 1e6 / f64::from(keys.max(1)),
             samples_ms,
+            fold_ms: None,
+            fold_flushes: 0,
+            fold_samples_ms: Vec::new(),
+            per_bucket_ms: None,
         }
+    }
+
+    /// With the samples of its folds of a bucket of `flushes` flushes.
+    pub fn with_folds(mut self, samples_ms: Vec<f64>, flushes: usize) -> Self {
+        let fold = median(&samples_ms);
+        self.fold_ms = Some(fold);
+        self.fold_flushes = flushes;
+        self.per_bucket_ms = Some(FLUSHES_PER_BUCKET as f64 * self.mean_ms + fold);
+        self.fold_samples_ms = samples_ms;
+        self
     }
 }
 
@@ -567,19 +592,30 @@ impl Results {
              upserts; readers and the fold would sum them as they sum `recent`). All commit with `synchronous = FULL`, \
              as the agent does. SQLite copies the write-ahead log into the database in the commit that takes the log past \
              1 000 pages, which one flush of many keys does every few commits, so the times come in two groups: the mean \
-             is the cost per flush over time.\n",
-            keys(first.keys)
+             is the cost per flush over time. A record spares the upserts only if folding it costs less than they do, so \
+             the store's fold of a 5-minute bucket (`recent` into the four tables, once per 5 minutes after a flush) is \
+             timed too, in turn with the fold the record way would need (the bucket's records summed per entity and added \
+             into the same tables), each after {} flushes of the same addresses in a bucket of their own; the last column \
+             is a bucket's cost at the default interval of 10 s: {FLUSHES_PER_BUCKET} commits at the mean and one fold.\n",
+            keys(first.keys),
+            first.fold_flushes
         );
         let _ = writeln!(
             m,
-            "| Commit | Record (bytes) | Median (ms) | Mean (ms) | Per key (ns, mean) |\n|---|---|---|---|---|"
+            "| Commit | Record (bytes) | Median (ms) | Mean (ms) | Per key (ns, mean) | Fold of a bucket (ms) | Per 5 minutes (ms) |\n|---|---|---|---|---|---|---|"
         );
+        let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
         for c in &self.commits {
             let bytes = c.record_bytes.map_or("–".to_owned(), |b| b.to_string());
             let _ = writeln!(
                 m,
-                "| {} | {bytes} | {:.1} | {:.1} | {:.0} |",
-                c.way, c.median_ms, c.mean_ms, c.ns_per_key
+                "| {} | {bytes} | {:.1} | {:.1} | {:.0} | {} | {} |",
+                c.way,
+                c.median_ms,
+                c.mean_ms,
+                c.ns_per_key,
+                ms(c.fold_ms),
+                ms(c.per_bucket_ms)
             );
         }
     }
@@ -863,16 +899,28 @@ mod tests {
     fn the_commit_ways_show_their_record_size_and_cost_per_key() {
         let md = Results {
             commits: vec![
-                CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0]),
-                CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0]),
+                CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0])
+                    .with_folds(vec![300.0, 320.0, 310.0], 30),
+                CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0])
+                    .with_folds(vec![400.0], 30),
+                CommitWay::new("rows", 100_000, None, vec![50.0]),
             ],
             ..Results::default()
         }
         .markdown();
         assert!(md.contains("one flush of 100 k addresses"), "{md}");
-        assert!(md.contains("| upserts | – | 35.0 | 35.0 | 350 |"), "{md}");
+        assert!(md.contains("each after 30 flushes"), "{md}");
+        // 30 commits at the mean and the fold's median.
         assert!(
-            md.contains("| one record | 3600000 | 6.0 | 9.0 | 90 |"),
+            md.contains("| upserts | – | 35.0 | 35.0 | 350 | 310.0 | 1360.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| one record | 3600000 | 6.0 | 9.0 | 90 | 400.0 | 670.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| rows | – | 50.0 | 50.0 | 500 | – | – |"),
             "{md}"
         );
     }
