@@ -70,10 +70,13 @@ fn deltas(n: u32, round: u64) -> Vec<Delta> {
 
 /// Rows per insert statement of [`Append::Rows`] and of the record way's
 /// fold, as the store's commit upserts them.
-const ROWS: usize = 64;
+const ROWS: usize = trafmon::store::ROWS_PER_STATEMENT;
 
-/// Flushes in a 5-minute bucket at the default interval of 10 s.
-pub const FLUSHES_PER_BUCKET: usize = 30;
+/// Flushes in a 5-minute bucket at the default interval.
+pub fn flushes_per_bucket() -> usize {
+    let interval = Config::default().interval.0;
+    (300_000 / interval.as_millis().max(1)) as usize
+}
 
 /// How an [`Appender`] appends a flush's deltas.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -540,14 +543,14 @@ pub fn run(
             None,
             upserts,
         )
-        .with_folds(upsert_folds, FLUSHES_PER_BUCKET),
+        .with_folds(upsert_folds, per_bucket, flushes_per_bucket()),
         CommitWay::new(
             "one appended record (a design not built)",
             n,
             Some(record_bytes),
             records,
         )
-        .with_folds(record_folds, FLUSHES_PER_BUCKET),
+        .with_folds(record_folds, per_bucket, flushes_per_bucket()),
         CommitWay::new(
             "a row per address appended to a log (a design not built)",
             n,

@@ -133,7 +133,7 @@ impl Plan {
                 walk_keys: 100_000,
                 commit_rounds: 16,
                 fold_rounds: 3,
-                fold_flushes: commits::FLUSHES_PER_BUCKET,
+                fold_flushes: commits::flushes_per_bucket(),
                 // The sizes of the targets.
                 profile_keys: 10_000,
                 profile_flush_keys: 100_000,

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    commits::FLUSHES_PER_BUCKET,
     packet,
     profile::{Profile, Symbol},
 };
@@ -221,10 +220,11 @@ pub struct CommitWay {
     pub fold_ms: Option<f64>,
     pub fold_flushes: usize,
     pub fold_samples_ms: Vec<f64>,
-    /// A 5-minute bucket's cost at the default interval
-    /// ([`FLUSHES_PER_BUCKET`] flushes): its commits at the mean, and its
-    /// fold at the median.
+    /// A 5-minute bucket's cost at the default interval, which gives it
+    /// `bucket_flushes` flushes: its commits at the mean, and its fold at
+    /// the median.
     pub per_bucket_ms: Option<f64>,
+    pub bucket_flushes: usize,
 }
 
 impl CommitWay {
@@ -244,15 +244,23 @@ impl CommitWay {
             fold_flushes: 0,
             fold_samples_ms: Vec::new(),
             per_bucket_ms: None,
+            bucket_flushes: 0,
         }
     }
 
-    /// With the samples of its folds of a bucket of `flushes` flushes.
-    pub fn with_folds(mut self, samples_ms: Vec<f64>, flushes: usize) -> Self {
+    /// With the samples of its folds of buckets of `folded` flushes, and
+    /// a bucket's cost at `bucket_flushes` flushes.
+    pub fn with_folds(
+        mut self,
+        samples_ms: Vec<f64>,
+        folded: usize,
+        bucket_flushes: usize,
+    ) -> Self {
         let fold = median(&samples_ms);
         self.fold_ms = Some(fold);
-        self.fold_flushes = flushes;
-        self.per_bucket_ms = Some(FLUSHES_PER_BUCKET as f64 * self.mean_ms + fold);
+        self.fold_flushes = folded;
+        self.bucket_flushes = bucket_flushes;
+        self.per_bucket_ms = Some(bucket_flushes as f64 * self.mean_ms + fold);
         self.fold_samples_ms = samples_ms;
         self
     }
@@ -596,9 +604,11 @@ impl Results {
              the store's fold of a 5-minute bucket (`recent` into the four tables, once per 5 minutes after a flush) is \
              timed too, in turn with the fold the record way would need (the bucket's records summed per entity and added \
              into the same tables), each after {} flushes of the same addresses in a bucket of their own; the last column \
-             is a bucket's cost at the default interval of 10 s: {FLUSHES_PER_BUCKET} commits at the mean and one fold.\n",
+             is a bucket's cost at the default interval of {} s: {} commits at the mean and one fold.\n",
             keys(first.keys),
-            first.fold_flushes
+            first.fold_flushes,
+            300 / first.bucket_flushes.max(1),
+            first.bucket_flushes
         );
         let _ = writeln!(
             m,
@@ -897,17 +907,18 @@ mod tests {
 
     #[test]
     fn the_commit_ways_show_their_record_size_and_cost_per_key() {
-        let md = Results {
-            commits: vec![
-                CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0])
-                    .with_folds(vec![300.0, 320.0, 310.0], 30),
-                CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0])
-                    .with_folds(vec![400.0], 30),
-                CommitWay::new("rows", 100_000, None, vec![50.0]),
-            ],
-            ..Results::default()
-        }
-        .markdown();
+        let md =
+            Results {
+                commits: vec![
+                    CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0])
+                        .with_folds(vec![300.0, 320.0, 310.0], 30, 30),
+                    CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0])
+                        .with_folds(vec![400.0], 30, 30),
+                    CommitWay::new("rows", 100_000, None, vec![50.0]),
+                ],
+                ..Results::default()
+            }
+            .markdown();
         assert!(md.contains("one flush of 100 k addresses"), "{md}");
         assert!(md.contains("each after 30 flushes"), "{md}");
         // 30 commits at the mean and the fold's median.

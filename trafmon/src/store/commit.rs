@@ -8,15 +8,11 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use super::{
-    FlushCommit, FlushRecord, Store, StoreError, entities,
+    FlushCommit, FlushRecord, ROWS_PER_STATEMENT as ROWS, Store, StoreError, entities,
     schema::{BUCKET_SPAN, add_into, recent_column, recent_id},
     to_sql,
 };
 use crate::calendar::{Calendar, Resolution};
-
-/// Rows per upsert statement: SQLite's per-statement work is paid once per
-/// `ROWS` rows instead of once per row.
-const ROWS: usize = 64;
 
 /// An upsert of `rows` rows into `recent`: `?1` is the bucket's id, then
 /// per row key, entity, rx bytes, rx packets, tx bytes and tx packets.

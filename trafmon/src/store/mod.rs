@@ -34,6 +34,9 @@ use crate::calendar::{CalendarError, Resolution};
 pub const SCHEMA_VERSION: i64 = 5;
 /// `PRAGMA application_id` of a trafmon database ("tmdb").
 pub const APPLICATION_ID: i64 = 0x746d_6462;
+/// Rows per upsert statement of a flush's commit: SQLite's per-statement
+/// work is paid once per this many rows instead of once per row.
+pub const ROWS_PER_STATEMENT: usize = 64;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
