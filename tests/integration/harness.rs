@@ -25,6 +25,7 @@ use std::{
         atomic::{AtomicU32, Ordering},
         mpsc,
     },
+    time::{Duration, Instant},
 };
 
 use trafmon::{
@@ -57,6 +58,47 @@ fn require_root() {
         0,
         "integration tests need root (they load eBPF programs): run `sudo -E cargo xtask test`"
     );
+}
+
+/// Keeps the links that `ns` will have quiet, so that nothing but a
+/// test's own traffic crosses them once [`Env::up`] returns: no router
+/// solicitations, no DAD, and the MLD reports of a new address sent within
+/// 10 ms instead of 1 s (and again up to seconds later after DAD). A
+/// device takes the `default` values when it is made, so this runs before.
+fn quiet(ns: &Netns) {
+    ns.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.router_solicitations=0",
+        "net.ipv6.conf.default.router_solicitations=0",
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+        "net.ipv6.conf.default.mldv1_unsolicited_report_interval=10",
+        "net.ipv6.conf.default.mldv2_unsolicited_report_interval=10",
+    ]);
+}
+
+/// Waits until `dev` in `ns` has its link-local address (made once the
+/// kernel sees the carrier, up to a second after `up`), then as long as
+/// its MLD reports take to go out: from then on the link is quiet.
+fn wait_quiet(ns: &Netns, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let json = ns.exec(&[
+            "ip", "-j", "-6", "addr", "show", "dev", dev, "scope", "link",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        if v[0]["addr_info"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dev} got no link-local address in 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two reports (the robustness count), each within 10 ms.
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// Makes the veth pair `va` in `a`, `vb` in `b`, `va` at `ifindex` if
@@ -133,18 +175,11 @@ impl Env {
         let id = unique();
         let a = Netns::new(format!("tm-{id}-a"));
         let b = Netns::new(format!("tm-{id}-b"));
+        for ns in [&a, &b] {
+            quiet(ns);
+        }
         let (va, vb) = (format!("tma{id}"), format!("tmb{id}"));
         add_veth(&va, &vb, &a, &b, ifindex);
-        for ns in [&a, &b] {
-            // Keep the link quiet: no router solicitations, no DAD.
-            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.router_solicitations=0"]);
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.default.router_solicitations=0",
-            ]);
-            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
-        }
         let cgroup = Cgroup::new(&format!("trafmon-test-{id}"));
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/trafmon-test-{id}"));
         let tmp = std::env::temp_dir().join(format!("trafmon-test-{id}"));
@@ -186,7 +221,8 @@ impl Env {
     }
 
     /// Brings the veth up with 192.0.2.1/24 + 2001:db8::1/64 on `va` and
-    /// 192.0.2.100/24 + 2001:db8::100/64 on `vb`, plus `more_a` on `va`.
+    /// 192.0.2.100/24 + 2001:db8::100/64 on `vb`, plus `more_a` on `va`;
+    /// returns once the link is quiet (see [`quiet`]).
     pub fn up(&self, more_a: &[&str]) {
         for (ns, dev, v4, v6) in [
             (&self.a, &self.va, "192.0.2.1/24", "2001:db8::1/64"),
@@ -204,6 +240,8 @@ impl Env {
         }
         self.a.exec(&["ip", "link", "set", &self.va, "up"]);
         self.b.exec(&["ip", "link", "set", &self.vb, "up"]);
+        wait_quiet(&self.a, &self.va);
+        wait_quiet(&self.b, &self.vb);
     }
 
     /// Starts the agent inside namespace `a` and waits until it counts.
