@@ -17,7 +17,9 @@
 //! (`recent` into the four tables, [`Store::fold`]) is also timed, in
 //! turn, beside the fold that the record way would need (its bucket's
 //! records summed per entity and added into the same tables), each after
-//! a bucket's worth of flushes.
+//! a bucket's worth of flushes. Before each fold, a report's read of the
+//! bucket is timed both ways too: the record way's readers would decode
+//! its records on every read until the fold.
 
 use std::{
     fmt::Write as _,
@@ -28,12 +30,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OpenFlags, Transaction, params};
 use trafmon::{
     calendar::{Calendar, Resolution},
     config::Config,
     counters::ip_of,
-    store::{Delta, FlushCommit, Kind, Store, Subject},
+    store::{Delta, FlushCommit, Kind, Rows, Store, Subject},
 };
 use trafmon_common::Counters;
 
@@ -71,6 +73,9 @@ fn deltas(n: u32, round: u64) -> Vec<Delta> {
 /// Rows per insert statement of [`Append::Rows`] and of the record way's
 /// fold, as the store's commit upserts them.
 const ROWS: usize = trafmon::store::ROWS_PER_STATEMENT;
+
+/// Reads of each unfolded bucket, each way.
+const READS: usize = 3;
 
 /// Flushes in a 5-minute bucket at the default interval.
 pub fn flushes_per_bucket() -> usize {
@@ -206,27 +211,8 @@ impl Appender {
             .collect::<rusqlite::Result<_>>()?;
         let mut read = 0;
         for (bucket, starts) in buckets {
-            // Indexed by entity id: the store gives ids out from 1 up, so
-            // the array is as long as the store has entities (a hash would
-            // do where ids are sparse).
-            let mut sums: Vec<[u64; 4]> = Vec::new();
-            {
-                let mut stmt =
-                    tx.prepare_cached("SELECT rows FROM flush_record WHERE bucket = ?1")?;
-                let mut records = stmt.query([bucket])?;
-                while let Some(r) = records.next()? {
-                    for row in r.get_ref(0)?.as_blob()?.chunks_exact(RECORD_ROW) {
-                        let id = u32::from_le_bytes(row[..4].try_into()?) as usize;
-                        if sums.len() <= id {
-                            sums.resize(id + 1, [0; 4]);
-                        }
-                        for (sum, v) in sums[id].iter_mut().zip(row[4..].chunks_exact(8)) {
-                            *sum += u64::from_le_bytes(v.try_into()?);
-                        }
-                        read += 1;
-                    }
-                }
-            }
+            let (sums, deltas) = sum_records(&tx, bucket)?;
+            read += deltas;
             // A delta of nothing is never written, so a sum of nothing is
             // an entity without a delta in this bucket.
             let rows: Vec<(i64, [u64; 4])> = sums
@@ -289,6 +275,75 @@ impl Appender {
         }
         Ok(())
     }
+}
+
+/// The records of bucket `bucket` (its id) summed per entity, indexed by
+/// entity id, and how many deltas they held. The store gives ids out from
+/// 1 up, so the array is as long as the store has entities (a hash would
+/// do where ids are sparse).
+fn sum_records(conn: &Connection, bucket: i64) -> anyhow::Result<(Vec<[u64; 4]>, usize)> {
+    let (mut sums, mut read) = (Vec::<[u64; 4]>::new(), 0);
+    let mut stmt = conn.prepare_cached("SELECT rows FROM flush_record WHERE bucket = ?1")?;
+    let mut records = stmt.query([bucket])?;
+    while let Some(r) = records.next()? {
+        for row in r.get_ref(0)?.as_blob()?.chunks_exact(RECORD_ROW) {
+            let id = u32::from_le_bytes(row[..4].try_into()?) as usize;
+            if sums.len() <= id {
+                sums.resize(id + 1, [0; 4]);
+            }
+            for (sum, v) in sums[id].iter_mut().zip(row[4..].chunks_exact(8)) {
+                *sum += u64::from_le_bytes(v.try_into()?);
+            }
+            read += 1;
+        }
+    }
+    Ok((sums, read))
+}
+
+/// What a report reads of the 5-minute bucket at `start` while it is
+/// unfolded, the store's way: [`Store::rows`], which adds `recent`'s rows
+/// to the table's.
+fn read_upserted(path: &Path, start: i64) -> anyhow::Result<Rows> {
+    let store = Store::open_read_only(path)?;
+    Ok(store.rows(Resolution::FiveMin, Kind::Ip, start, start + 300)?)
+}
+
+/// The same read the record way: [`Store::rows`] for the table's rows
+/// (none yet), plus the bucket's records summed per entity and named by
+/// the entity table, as a reader of a store of records would have to.
+fn read_recorded(path: &Path, start: i64) -> anyhow::Result<Rows> {
+    let mut out = read_upserted(path, start)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let tx = conn.unchecked_transaction()?;
+    let bucket: i64 = tx.query_row(
+        "SELECT id FROM recent_bucket WHERE fivemin = ?1",
+        [start],
+        |r| r.get(0),
+    )?;
+    let (sums, _) = sum_records(&tx, bucket)?;
+    let mut stmt = tx.prepare("SELECT id, key, label FROM entity WHERE kind = ?1")?;
+    let mut entities = stmt.query([Kind::Ip.as_str()])?;
+    while let Some(e) = entities.next()? {
+        let id = usize::try_from(e.get::<_, i64>(0)?)?;
+        let Some(&[rx_bytes, rx_packets, tx_bytes, tx_packets]) = sums.get(id) else {
+            continue;
+        };
+        if [rx_bytes, rx_packets, tx_bytes, tx_packets] == [0; 4] {
+            continue;
+        }
+        let c = Counters {
+            rx_bytes,
+            rx_packets,
+            tx_bytes,
+            tx_packets,
+        };
+        let (key, label): (String, String) = (e.get(1)?, e.get(2)?);
+        out.entry((key, start))
+            .or_insert((label, Counters::ZERO))
+            .1
+            .add(&c);
+    }
+    Ok(out)
 }
 
 /// Appends the deltas of `record` to `recent_log` in bucket `bucket`,
@@ -487,6 +542,7 @@ pub fn run(
     record.fold(next_bucket(at)?)?;
     let mut seq = 3 + rounds as i64;
     let mut fold_samples = [Vec::new(), Vec::new()];
+    let mut read_samples = [Vec::new(), Vec::new()];
     for f in 0..folds {
         let bucket_at = at + SignedDuration::from_secs(300 * (f as i64 + 1));
         for k in 0..per_bucket {
@@ -499,6 +555,27 @@ pub fn run(
             store.commit(&one, &cal)?;
             record.commit(&one, &cal)?;
             seq += 1;
+        }
+        // A report's read of the bucket, unfolded, each way first in turn.
+        let start = cal.bucket(Resolution::FiveMin, bucket_at)?;
+        for r in 0..READS {
+            let mut read = [Rows::new(), Rows::new()];
+            for way in (0..2).map(|i| (f + r + i) % 2) {
+                let t = Instant::now();
+                read[way] = if way == 0 {
+                    read_upserted(&upsert_path, start)?
+                } else {
+                    read_recorded(&record_path, start)?
+                };
+                read_samples[way].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            if read[0].len() != n as usize || read[0] != read[1] {
+                bail!(
+                    "the reads of bucket {f} differ: {} rows upserted, {} recorded",
+                    read[0].len(),
+                    read[1].len()
+                );
+            }
         }
         let before = next_bucket(bucket_at)?;
         for way in (0..2).map(|i| (f + i) % 2) {
@@ -536,6 +613,7 @@ pub fn run(
         }
     }
     let [upsert_folds, record_folds] = fold_samples;
+    let [upsert_reads, record_reads] = read_samples;
     Ok(vec![
         CommitWay::new(
             "upserts into `recent` (the store's commit)",
@@ -543,14 +621,16 @@ pub fn run(
             None,
             upserts,
         )
-        .with_folds(upsert_folds, per_bucket, flushes_per_bucket()),
+        .with_folds(upsert_folds, per_bucket, flushes_per_bucket())
+        .with_reads(upsert_reads),
         CommitWay::new(
             "one appended record (a design not built)",
             n,
             Some(record_bytes),
             records,
         )
-        .with_folds(record_folds, per_bucket, flushes_per_bucket()),
+        .with_folds(record_folds, per_bucket, flushes_per_bucket())
+        .with_reads(record_reads),
         CommitWay::new(
             "a row per address appended to a log (a design not built)",
             n,

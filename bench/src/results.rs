@@ -225,6 +225,10 @@ pub struct CommitWay {
     /// the median.
     pub per_bucket_ms: Option<f64>,
     pub bucket_flushes: usize,
+    /// A report's read of that bucket before its fold, where it was
+    /// timed: the median.
+    pub read_ms: Option<f64>,
+    pub read_samples_ms: Vec<f64>,
 }
 
 impl CommitWay {
@@ -245,6 +249,8 @@ impl CommitWay {
             fold_samples_ms: Vec::new(),
             per_bucket_ms: None,
             bucket_flushes: 0,
+            read_ms: None,
+            read_samples_ms: Vec::new(),
         }
     }
 
@@ -262,6 +268,13 @@ impl CommitWay {
         self.bucket_flushes = bucket_flushes;
         self.per_bucket_ms = Some(bucket_flushes as f64 * self.mean_ms + fold);
         self.fold_samples_ms = samples_ms;
+        self
+    }
+
+    /// With the samples of a report's reads of an unfolded bucket.
+    pub fn with_reads(mut self, samples_ms: Vec<f64>) -> Self {
+        self.read_ms = Some(median(&samples_ms));
+        self.read_samples_ms = samples_ms;
         self
     }
 }
@@ -604,7 +617,11 @@ impl Results {
              the store's fold of a 5-minute bucket (`recent` into the four tables, once per 5 minutes after a flush) is \
              timed too, in turn with the fold the record way would need (the bucket's records summed per entity and added \
              into the same tables), each after {} flushes of the same addresses in a bucket of their own; the last column \
-             is a bucket's cost at the default interval of {} s: {} commits at the mean and one fold.\n",
+             is a bucket's cost at the default interval of {} s: {} commits at the mean and one fold. Before each fold, \
+             a report's read of the bucket (its rows per address, as `trafmon report` reads 5-minute rows) is timed \
+             both ways, in turn: the store's `rows`, which adds `recent`'s rows to the table's, and the same plus the \
+             bucket's records decoded, summed per entity and named from the entity table; both must return the same \
+             rows. A reader of the record way pays this on every read that reaches the bucket, until it is folded.\n",
             keys(first.keys),
             first.fold_flushes,
             300 / first.bucket_flushes.max(1),
@@ -612,20 +629,21 @@ impl Results {
         );
         let _ = writeln!(
             m,
-            "| Commit | Record (bytes) | Median (ms) | Mean (ms) | Per key (ns, mean) | Fold of a bucket (ms) | Per 5 minutes (ms) |\n|---|---|---|---|---|---|---|"
+            "| Commit | Record (bytes) | Median (ms) | Mean (ms) | Per key (ns, mean) | Fold of a bucket (ms) | Per 5 minutes (ms) | Read of an unfolded bucket (ms) |\n|---|---|---|---|---|---|---|---|"
         );
         let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
         for c in &self.commits {
             let bytes = c.record_bytes.map_or("–".to_owned(), |b| b.to_string());
             let _ = writeln!(
                 m,
-                "| {} | {bytes} | {:.1} | {:.1} | {:.0} | {} | {} |",
+                "| {} | {bytes} | {:.1} | {:.1} | {:.0} | {} | {} | {} |",
                 c.way,
                 c.median_ms,
                 c.mean_ms,
                 c.ns_per_key,
                 ms(c.fold_ms),
-                ms(c.per_bucket_ms)
+                ms(c.per_bucket_ms),
+                ms(c.read_ms)
             );
         }
     }
@@ -907,31 +925,32 @@ mod tests {
 
     #[test]
     fn the_commit_ways_show_their_record_size_and_cost_per_key() {
-        let md =
-            Results {
-                commits: vec![
-                    CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0])
-                        .with_folds(vec![300.0, 320.0, 310.0], 30, 30),
-                    CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0])
-                        .with_folds(vec![400.0], 30, 30),
-                    CommitWay::new("rows", 100_000, None, vec![50.0]),
-                ],
-                ..Results::default()
-            }
-            .markdown();
+        let md = Results {
+            commits: vec![
+                CommitWay::new("upserts", 100_000, None, vec![30.0, 40.0, 35.0, 35.0])
+                    .with_folds(vec![300.0, 320.0, 310.0], 30, 30)
+                    .with_reads(vec![90.0, 80.0, 85.0]),
+                CommitWay::new("one record", 100_000, Some(3_600_000), vec![6.0, 6.0, 15.0])
+                    .with_folds(vec![400.0], 30, 30)
+                    .with_reads(vec![600.0]),
+                CommitWay::new("rows", 100_000, None, vec![50.0]),
+            ],
+            ..Results::default()
+        }
+        .markdown();
         assert!(md.contains("one flush of 100 k addresses"), "{md}");
         assert!(md.contains("each after 30 flushes"), "{md}");
         // 30 commits at the mean and the fold's median.
         assert!(
-            md.contains("| upserts | – | 35.0 | 35.0 | 350 | 310.0 | 1360.0 |"),
+            md.contains("| upserts | – | 35.0 | 35.0 | 350 | 310.0 | 1360.0 | 85.0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| one record | 3600000 | 6.0 | 9.0 | 90 | 400.0 | 670.0 |"),
+            md.contains("| one record | 3600000 | 6.0 | 9.0 | 90 | 400.0 | 670.0 | 600.0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| rows | – | 50.0 | 50.0 | 500 | – | – |"),
+            md.contains("| rows | – | 50.0 | 50.0 | 500 | – | – | – |"),
             "{md}"
         );
     }
