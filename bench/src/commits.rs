@@ -311,6 +311,9 @@ fn read_upserted(path: &Path, start: i64) -> anyhow::Result<Rows> {
 /// The same read the record way: [`Store::rows`] for the table's rows
 /// (none yet), plus the bucket's records summed per entity and named by
 /// the entity table, as a reader of a store of records would have to.
+/// The two parts are read on two connections, so in two snapshots: the
+/// bench writes nothing between them (a real reader would read both in
+/// one transaction).
 fn read_recorded(path: &Path, start: i64) -> anyhow::Result<Rows> {
     let mut out = read_upserted(path, start)?;
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -571,7 +574,8 @@ pub fn run(
             }
             if read[0].len() != n as usize || read[0] != read[1] {
                 bail!(
-                    "the reads of bucket {f} differ: {} rows upserted, {} recorded",
+                    "the reads of bucket {f} differ or miss addresses: {} rows upserted, {} \
+                     recorded, of {n} addresses",
                     read[0].len(),
                     read[1].len()
                 );
