@@ -78,16 +78,20 @@ fn quiet(ns: &Netns) {
     ]);
 }
 
+/// What `ip -j ARGS` prints in `ns`, parsed.
+fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["ip", "-j"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&ns.exec(&full)).expect("ip -j output")
+}
+
 /// Waits until `dev` in `ns` has its link-local address (made once the
 /// kernel sees the carrier, up to a second after `up`), then as long as
 /// its MLD reports take to go out: from then on the link is quiet.
 fn wait_quiet(ns: &Netns, dev: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let json = ns.exec(&[
-            "ip", "-j", "-6", "addr", "show", "dev", dev, "scope", "link",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        let v = ip_json(ns, &["-6", "addr", "show", "dev", dev, "scope", "link"]);
         if v[0]["addr_info"].as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -440,15 +444,13 @@ impl Env {
 
     /// The `ifindex` of `dev` in `ns`.
     pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
-        let json = ns.exec(&["ip", "-j", "link", "show", dev]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        let v = ip_json(ns, &["link", "show", dev]);
         v[0]["ifindex"].as_u64().expect("ifindex") as u32
     }
 
     /// The interface's own counters: (rx bytes, rx packets, tx bytes, tx packets).
     pub fn link_stats(ns: &Netns, dev: &str) -> [u64; 4] {
-        let json = ns.exec(&["ip", "-j", "-s", "link", "show", dev]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        let v = ip_json(ns, &["-s", "link", "show", dev]);
         let s = &v[0]["stats64"];
         let get = |dir: &str, what: &str| s[dir][what].as_u64().expect("stats64 field");
         [

@@ -114,10 +114,11 @@ fn rate(rx: Traffic, tx: Traffic, seconds: u32) -> f64 {
 /// of its unthrottled rate, measured alone for 5 s just before and just
 /// after (the slower of the two: on this VM one stream runs at one of two
 /// rates, about 7 or 12 GiB/s, by where the scheduler puts its ends, and
-/// the two windows alone often land one on each). A flood here fills both CPUs, so a window's rate also moves by up to
-/// about 10 % with whatever else the VM runs: a round whose free flood
-/// falls short is run again, up to three rounds, each on ports of its own
-/// from `port`. Throttling that slowed other traffic fails every round.
+/// the two windows alone often land one on each). A flood here fills both
+/// CPUs, so a window's rate also moves by up to about 10 % with whatever
+/// else the VM runs: a round whose free flood falls short is run again,
+/// up to three rounds, each on ports of its own from `port`. Throttling
+/// that slowed other traffic fails every round.
 fn throttled_beside_free(
     env: &Env,
     (throttled, throttled_addr): (As<'_>, &str),
