@@ -8,6 +8,9 @@ use std::time::Duration;
 pub enum Grace {
     /// `membarrier(MEMBARRIER_CMD_GLOBAL)`, which calls `synchronize_rcu()`
     /// (on every kernel with membarrier, when more than one CPU is online).
+    /// An update of a map-in-map, the other way to make the kernel wait,
+    /// is not quicker: 6.18 calls the same `synchronize_rcu()` there (8 ms
+    /// both ways on a 250 Hz kernel, see the README's flush notes).
     Membarrier,
     /// membarrier is unavailable (nohz_full kernels refuse it): a fixed
     /// sleep, far longer than any program run, but not a guarantee.
