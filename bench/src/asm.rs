@@ -38,6 +38,22 @@ pub fn mov_imm(dst: u8, imm: i32) -> u64 {
     insn(0xb7, dst, 0, 0, imm)
 }
 
+/// `wdst = imm`: the 32-bit move, which zero-extends into the register.
+pub fn mov32_imm(dst: u8, imm: i32) -> u64 {
+    insn(0xb4, dst, 0, 0, imm)
+}
+
+/// `wdst -= imm`: 32-bit, wrapping, zero-extended.
+pub fn sub32_imm(dst: u8, imm: i32) -> u64 {
+    insn(0x14, dst, 0, 0, imm)
+}
+
+/// `dst = be32(dst)`: the low 32 bits in big-endian (network) order, as a
+/// number; on this little-endian machine a byte swap.
+pub fn to_be32(dst: u8) -> u64 {
+    insn(0xdc, dst, 0, 0, 32)
+}
+
 /// `dst = src` (64-bit).
 pub fn mov(dst: u8, src: u8) -> u64 {
     insn(0xbf, dst, src, 0, 0)
@@ -93,6 +109,11 @@ pub fn call(id: i32) -> u64 {
 /// `if dst == imm goto +off`.
 pub fn jump_if_eq(dst: u8, imm: i32, off: i16) -> u64 {
     insn(0x15, dst, 0, off, imm)
+}
+
+/// `if dst >= imm goto +off`, unsigned.
+pub fn jump_if_ge(dst: u8, imm: i32, off: i16) -> u64 {
+    insn(0x35, dst, 0, off, imm)
 }
 
 pub fn exit() -> u64 {
@@ -166,6 +187,21 @@ mod tests {
         assert_eq!(
             atomic_add64(R0, R1, 8).to_le_bytes(),
             [0xdb, 0x10, 0x08, 0x00, 0, 0, 0, 0]
+        );
+        // And, from the instruction-set document's opcode tables,
+        // `w6 = 7`, `w6 -= 1`, `r6 = be32 r6` and `if r6 >= 16 goto +2`.
+        assert_eq!(
+            mov32_imm(R6, 7).to_le_bytes(),
+            [0xb4, 0x06, 0, 0, 7, 0, 0, 0]
+        );
+        assert_eq!(
+            sub32_imm(R6, 1).to_le_bytes(),
+            [0x14, 0x06, 0, 0, 1, 0, 0, 0]
+        );
+        assert_eq!(to_be32(R6).to_le_bytes(), [0xdc, 0x06, 0, 0, 32, 0, 0, 0]);
+        assert_eq!(
+            jump_if_ge(R6, 16, 2).to_le_bytes(),
+            [0x35, 0x06, 0x02, 0x00, 16, 0, 0, 0]
         );
     }
 }

@@ -563,6 +563,10 @@ impl Results {
              Below, tc programs that differ only in the counting \
              (a lookup in a per-CPU hash; the same with the IPv4 address alone as a 4-byte key, as a map of IPv4 \
              addresses of their own would hold it, also not built; or a slot lookup and then the array element of this CPU; \
+             or, with no lookup of the key at all, the address's place in a configured prefix (the address as a number \
+             minus the prefix's first, which is also the test whether it lies inside) and then that element of a per-CPU \
+             array as large as the prefix, the smallest aligned block around the test frame's address that holds the \
+             keys, a design not built either; \
              then two atomic adds each) in the kernel's test loop, {} runs per sample, {} live keys in maps of {} entries, \
              beside an empty tc program; the key is built on the stack, as each design would after parsing the frame.\n",
             first.repeat,

@@ -40,8 +40,9 @@
 //! - the counting in the kernel's test loop: programs that differ only in
 //!   it (a per-CPU hash lookup; the same with a 4-byte IPv4 key, as a map
 //!   of IPv4 addresses alone would count, also not built; or a slot lookup
-//!   then an array lookup; each then two atomic adds), beside an empty
-//!   program.
+//!   then an array lookup; or the address's place in a configured prefix
+//!   then an array lookup, with no hash at all, a third design not built;
+//!   each then two atomic adds), beside an empty program.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -472,6 +473,36 @@ fn by_slot(slots: BorrowedFd<'_>, counts: BorrowedFd<'_>, max: i32) -> Vec<u64> 
     p
 }
 
+/// The prefix the prefix design counts in: the smallest aligned block of
+/// addresses around the probe with room for `keys` (its first address, as
+/// a number, and its size). Map slots only: nothing is sent to them.
+fn prefix_of(keys: u32) -> (u32, u32) {
+    let size = keys.max(1).next_power_of_two();
+    (u32::from_be_bytes(PROBE_V4) & !(size - 1), size)
+}
+
+/// A design not built: the addresses of a configured prefix counted by
+/// their place in it, in a per-CPU array of the prefix's size, with no hash
+/// at all. The address is taken as the frame holds it and turned into a
+/// number; its place is the number minus the prefix's first address, which
+/// is also the test whether it lies inside (an address outside would go to
+/// the hash, as today: here, to the return).
+fn by_prefix(counts: BorrowedFd<'_>, first: u32, size: u32) -> Vec<u64> {
+    let mut p = vec![
+        asm::mov32_imm(R6, i32::from_le_bytes(PROBE_V4)),
+        asm::to_be32(R6),
+        asm::sub32_imm(R6, first.cast_signed()),
+    ];
+    let mut inside = vec![asm::store32(R10, R6, -28)];
+    inside.extend(lookup(counts, -28));
+    inside.push(asm::jump_if_eq(R0, 0, skip(count().len())));
+    inside.extend(count());
+    p.push(asm::jump_if_ge(R6, size.cast_signed(), skip(inside.len())));
+    p.extend(inside);
+    p.extend(pass());
+    p
+}
+
 /// The attr of a one-element syscall on `key` of `map`, with the value at
 /// `value`.
 fn element(map: BorrowedFd<'_>, key: &IpKey, value: u64) -> bpf_attr {
@@ -614,6 +645,14 @@ pub fn loops(
     }
     let arrays = Arrays::new(max_entries, cpus)?;
     let max = i32::try_from(max_entries)?;
+    let (first, size) = prefix_of(keys);
+    let prefix_counts = walks::create_map(
+        bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+        size_of::<u32>(),
+        size_of::<Counters>(),
+        size,
+        0,
+    )?;
     let tc = bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS;
     let any = bpf_attach_type::BPF_CGROUP_INET_INGRESS;
     let programs = [
@@ -632,6 +671,15 @@ pub fn loops(
                 any,
                 &by_slot(slot_hash.as_fd(), arrays.counts_map.as_fd(), max),
                 "trafbench_slot",
+            )?,
+        ),
+        (
+            "place in a prefix, then array (not built)",
+            asm::load(
+                tc,
+                any,
+                &by_prefix(prefix_counts.as_fd(), first, size),
+                "trafbench_place",
             )?,
         ),
     ];
@@ -663,10 +711,16 @@ pub fn loops(
     let slot = live.len() - 1;
     let counts = arrays.counts.slice();
     let in_slot = sum_cpus((0..cpus).map(|cpu| &counts[cpu * arrays.max + slot]));
+    let place = u32::from_be_bytes(PROBE_V4) - first;
+    let mut in_prefix = Counters::ZERO;
+    batch::lookup_range(prefix_counts.as_fd(), cpus, place, place + 1, |_, v| {
+        in_prefix = sum_cpus(v);
+    })?;
     for (what, got) in [
         ("hash", in_hash.unwrap_or_default()),
         ("4-byte key hash", in_hash_v4.unwrap_or_default()),
         ("slot array", in_slot),
+        ("prefix array", in_prefix),
     ] {
         let got = (got.rx_packets, got.rx_bytes);
         let want = (runs, runs * IP_LEN as u64);
@@ -687,6 +741,21 @@ pub fn loops(
 mod tests {
     use super::*;
 
+    /// The prefix holds the probe and has room for every key.
+    #[test]
+    fn the_prefix_holds_the_probe_and_the_keys() {
+        for keys in [1, 1_000, 10_000, 100_000] {
+            let (first, size) = prefix_of(keys);
+            let probe = u32::from_be_bytes(PROBE_V4);
+            assert!(size >= keys && size.is_power_of_two());
+            assert!(first <= probe && probe - first < size, "{keys} keys");
+        }
+        assert_eq!(
+            prefix_of(10_000),
+            (u32::from(Ipv4Addr::new(198, 51, 64, 0)), 16_384)
+        );
+    }
+
     /// The immediates of `key_on_stack`, put back together, are the key's
     /// 20 bytes at `r10 - 24` onwards.
     #[test]
@@ -705,15 +774,21 @@ mod tests {
         assert_eq!(stack, want);
     }
 
-    /// Every miss of either program jumps to its last two instructions:
+    /// Every miss of each program jumps to its last two instructions:
     /// return "next".
     #[test]
     fn every_miss_jumps_to_the_return() {
         // SAFETY: only the number is encoded; nothing uses the fd.
         let fd = unsafe { BorrowedFd::borrow_raw(0) };
-        for prog in [by_hash(fd), by_slot(fd, fd, 1 << 17)] {
+        for prog in [
+            by_hash(fd),
+            by_slot(fd, fd, 1 << 17),
+            by_prefix(fd, 0, 1 << 14),
+        ] {
             let n = prog.len();
-            let jumps: Vec<usize> = (0..n).filter(|&at| prog[at] & 0xff == 0x15).collect();
+            let jumps: Vec<usize> = (0..n)
+                .filter(|&at| matches!(prog[at] & 0xff, 0x15 | 0x35))
+                .collect();
             assert!(!jumps.is_empty());
             for at in jumps {
                 let off = usize::from((prog[at] >> 16) as u16);
