@@ -404,6 +404,15 @@ fn count() -> [u64; 4] {
     ]
 }
 
+/// Looks up the key at `r10 + key_at` in `map` and, if found, counts the
+/// packet in its value; a miss jumps past the adds.
+fn lookup_and_count(map: BorrowedFd<'_>, key_at: i32) -> Vec<u64> {
+    let mut p = lookup(map, key_at);
+    p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
+    p.extend(count());
+    p
+}
+
 /// Returns "next" (TC_ACT_UNSPEC), as trafmon's tc programs do.
 fn pass() -> [u64; 2] {
     [asm::mov_imm(R0, testrun::TC_NEXT), asm::exit()]
@@ -445,9 +454,7 @@ fn by_hash_v4(hash: BorrowedFd<'_>) -> Vec<u64> {
 /// it in `hash` and the adds to its per-CPU value.
 fn counted_in(hash: BorrowedFd<'_>, key: Vec<u64>) -> Vec<u64> {
     let mut p = key;
-    p.extend(lookup(hash, -24));
-    p.push(asm::jump_if_eq(R0, 0, skip(count().len())));
-    p.extend(count());
+    p.extend(lookup_and_count(hash, -24));
     p.extend(pass());
     p
 }
@@ -464,9 +471,7 @@ fn by_slot(slots: BorrowedFd<'_>, counts: BorrowedFd<'_>, max: i32) -> Vec<u64> 
         asm::add(R0, R6),
         asm::store32(R10, R0, -28),
     ];
-    found.extend(lookup(counts, -28));
-    found.push(asm::jump_if_eq(R0, 0, skip(count().len())));
-    found.extend(count());
+    found.extend(lookup_and_count(counts, -28));
     p.push(asm::jump_if_eq(R0, 0, skip(found.len())));
     p.extend(found);
     p.extend(pass());
@@ -494,9 +499,7 @@ fn by_prefix(counts: BorrowedFd<'_>, first: u32, size: u32) -> Vec<u64> {
         asm::sub32_imm(R6, first.cast_signed()),
     ];
     let mut inside = vec![asm::store32(R10, R6, -28)];
-    inside.extend(lookup(counts, -28));
-    inside.push(asm::jump_if_eq(R0, 0, skip(count().len())));
-    inside.extend(count());
+    inside.extend(lookup_and_count(counts, -28));
     p.push(asm::jump_if_ge(R6, size.cast_signed(), skip(inside.len())));
     p.extend(inside);
     p.extend(pass());
