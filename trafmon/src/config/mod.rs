@@ -135,6 +135,7 @@ pub struct Metrics {
     pub expose: bool,
     /// At most this many series per entity kind (users, addresses,
     /// interfaces, groups); the rest are summed as `other`.
+    #[serde(deserialize_with = "values::series")]
     pub max_series: u32,
 }
 
@@ -445,6 +446,55 @@ uid_entries = 4
     }
 
     #[test]
+    fn a_value_of_the_wrong_type_says_what_to_write() {
+        let cases = [
+            (
+                "interval = 10\n",
+                "/etc/t.toml:1: interval: invalid type: integer `10`, \
+                 expected a duration like \"10s\"",
+            ),
+            (
+                "month_start_day = \"5\"\n",
+                "/etc/t.toml:1: month_start_day: invalid type: string \"5\", \
+                 expected a day of the month (1 to 31)",
+            ),
+            (
+                "[retention]\ndaily = 30\n",
+                "/etc/t.toml:2: retention.daily: invalid type: integer `30`, \
+                 expected a span like \"48h\", \"60d\", \"5y\" or \"forever\"",
+            ),
+            (
+                "[maps]\nip_entries = \"many\"\n",
+                "/etc/t.toml:2: maps.ip_entries: invalid type: string \"many\", \
+                 expected a number of entries",
+            ),
+            (
+                "[metrics]\nmax_series = \"all\"\n",
+                "/etc/t.toml:2: metrics.max_series: invalid type: string \"all\", \
+                 expected a number of series",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = 1\nperiod = 5\n",
+                "/etc/t.toml:4: quota[0].period: invalid type: integer `5`, \
+                 expected `month`, `week` or `day`",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = 1\nperiod = \"year\"\n",
+                "/etc/t.toml:4: quota[0].period: unknown variant `year`, \
+                 expected one of `month`, `week`, `day`",
+            ),
+            (
+                "week_start = 1\n",
+                "/etc/t.toml:1: week_start: invalid type: integer `1`, \
+                 expected a day of the week (monday .. sunday)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text).unwrap_err(), want, "{text:?}");
+        }
+    }
+
+    #[test]
     fn calendar_retention_groups_and_networks() {
         let c = parse(
             r#"
@@ -570,7 +620,7 @@ hold = "3d"
 [[quota]]
 name = "cust-daily"
 group = "cust"
-limit = "10GB"
+limit = 10000000000
 period = "day"
 direction = "rx"
 warn = 0
@@ -586,6 +636,7 @@ action = "block"
         assert_eq!(q.hold_seconds, 3 * 86_400);
         assert_eq!(q.warn_percent, Some(90));
         let q = &c.quotas[1];
+        assert_eq!(q.limit, 10_000_000_000, "a bare number of bytes");
         assert_eq!(q.period, Period::Day);
         assert_eq!(q.warn_percent, None);
         assert_eq!(q.target, Target::Group("cust".into()));
@@ -633,6 +684,25 @@ action = "block"
             (
                 "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nwarn = 120\n",
                 "/etc/t.toml:4: quota[0].warn: 120 is not a percentage",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = 0\n",
+                "/etc/t.toml:3: quota[0].limit: 0 is not a positive size",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = true\n",
+                "/etc/t.toml:3: quota[0].limit: invalid type: boolean `true`, \
+                 expected a size like \"500GiB\", \"1.5TB\" or 1000000",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nwarn = \"80\"\n",
+                "/etc/t.toml:4: quota[0].warn: invalid type: string \"80\", \
+                 expected a percentage (0 to 100)",
+            ),
+            (
+                "[[quota]]\nuser = 1\nlimit = \"1GiB\"\nhold = 3\n",
+                "/etc/t.toml:4: quota[0].hold: invalid type: integer `3`, \
+                 expected a span like \"3d\" or \"12h\"",
             ),
         ];
         for (text, want) in cases {

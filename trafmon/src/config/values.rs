@@ -11,9 +11,11 @@ use serde::{Deserialize, Deserializer, de};
 use crate::calendar::{Calendar, CalendarError, Resolution};
 
 /// Reads an integer that must lie in `range`; outside it (or outside
-/// `T`), the error is `message` of the number read.
+/// `T`), the error is `message` of the number read. Any other type is
+/// refused as not being `expecting` ("a day of the month (1 to 31)").
 pub fn ranged<'de, D, T>(
     d: D,
+    expecting: &'static str,
     range: RangeInclusive<T>,
     message: impl FnOnce(i64) -> String,
 ) -> Result<T, D::Error>
@@ -21,11 +23,63 @@ where
     D: Deserializer<'de>,
     T: TryFrom<i64> + PartialOrd,
 {
-    let n = i64::deserialize(d)?;
+    struct Whole(&'static str);
+    impl de::Visitor<'_> for Whole {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<i64, E> {
+            Ok(n)
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<i64, E> {
+            i64::try_from(n).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+        }
+    }
+    let n = d.deserialize_i64(Whole(expecting))?;
     match T::try_from(n) {
         Ok(v) if range.contains(&v) => Ok(v),
         _ => Err(de::Error::custom(message(n))),
     }
+}
+
+/// Reads a string, refusing any other type as not being `expecting` (`a
+/// duration like "10s"`): serde's own "expected a string" for `interval =
+/// 10` would not tell the user what to write.
+pub fn text<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<String, D::Error> {
+    struct Text(&'static str);
+    impl de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<String, E> {
+            Ok(s.to_owned())
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> Result<String, E> {
+            Ok(s)
+        }
+    }
+    d.deserialize_string(Text(expecting))
+}
+
+/// Reads one of the names of `T` (an enum deriving `Deserialize`),
+/// refusing any other type as not being `expecting`, as [`text`] does; a
+/// wrong name is refused by `T` with the list of its names.
+pub fn named<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: de::DeserializeOwned,
+{
+    let name = text(d, expecting)?;
+    T::deserialize(de::value::StringDeserializer::<D::Error>::new(name))
+}
+
+/// A number of series (`metrics.max_series`).
+pub fn series<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "a number of series", 0..=u32::MAX, |n| {
+        format!("{n} is not a number of series (0 to {})", u32::MAX)
+    })
 }
 
 /// Which cgroup the cgroup_skb programs attach to.
@@ -70,7 +124,7 @@ impl AddressInterfaces {
 /// An address and port (`metrics.listen`), named in the error when it is
 /// not one.
 pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = text(d, "an address and port like \"127.0.0.1:9977\"")?;
     text.parse().map_err(|_| {
         de::Error::custom(format!(
             "`{text}` is not an address and port like \"127.0.0.1:9977\" or \"[::1]:9977\""
@@ -93,7 +147,7 @@ pub struct Interval(pub Duration);
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "a duration like \"10s\"")?;
         let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
             de::Error::custom(format!("`{text}` is not a duration like \"10s\" ({e})"))
         })?;
@@ -117,7 +171,7 @@ pub struct Entries(pub u32);
 
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ranged(d, 1..=16_777_216, |n| {
+        ranged(d, "a number of entries", 1..=16_777_216, |n| {
             format!("{n} entries is out of range (1 to 16777216)")
         })
         .map(Self)
@@ -126,7 +180,7 @@ impl<'de> Deserialize<'de> for Entries {
 
 impl<'de> Deserialize<'de> for CgroupSetting {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "\"root\" or an absolute path")?;
         if text == "root" {
             Ok(Self::Root)
         } else if text.starts_with('/') {
@@ -210,7 +264,7 @@ impl Eq for Zone {}
 
 impl<'de> Deserialize<'de> for Zone {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
+        let name = text(d, "a time zone like \"Europe/Berlin\", or \"system\"")?;
         if name == "system" {
             return Ok(Self::default());
         }
@@ -226,7 +280,7 @@ pub struct WeekStart(pub Weekday);
 
 impl<'de> Deserialize<'de> for WeekStart {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
+        let name = text(d, "a day of the week (monday .. sunday)")?;
         let day = match name.to_ascii_lowercase().as_str() {
             "monday" => Weekday::Monday,
             "tuesday" => Weekday::Tuesday,
@@ -251,7 +305,7 @@ pub struct MonthStartDay(pub i8);
 
 impl<'de> Deserialize<'de> for MonthStartDay {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ranged(d, 1..=31, |n| {
+        ranged(d, "a day of the month (1 to 31)", 1..=31, |n| {
             format!("{n} is not a day of the month (1 to 31)")
         })
         .map(Self)
@@ -286,7 +340,7 @@ impl Eq for Keep {}
 
 impl<'de> Deserialize<'de> for Keep {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "a span like \"48h\", \"60d\", \"5y\" or \"forever\"")?;
         if text == "forever" {
             return Ok(Self { text, span: None });
         }
@@ -376,7 +430,7 @@ impl Cidr {
 
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "an address or a CIDR network like \"192.0.2.0/24\"")?;
         let net = match text.parse::<IpNet>() {
             Ok(net) => net,
             Err(_) => match text.parse::<IpAddr>() {

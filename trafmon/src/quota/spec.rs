@@ -9,7 +9,7 @@ use jiff::{Span, SpanRelativeTo};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::{
-    config::{MonthStartDay, ranged},
+    config::{MonthStartDay, named, ranged, text},
     store::{Entity, Kind},
 };
 
@@ -234,18 +234,40 @@ pub fn parse_rate(text: &str) -> Option<u64> {
     parse_bytes(t)
 }
 
+/// A size in bytes: a whole number, or text with a unit.
 #[derive(Clone, Copy, Debug)]
 struct Limit(u64);
 
 impl<'de> Deserialize<'de> for Limit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match parse_bytes(&text) {
-            Some(n) if n > 0 => Ok(Self(n)),
-            _ => Err(de::Error::custom(format!(
-                "`{text}` is not a positive size like \"500GiB\", \"1.5TB\" or \"1000000\""
-            ))),
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Limit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a size like "500GiB", "1.5TB" or 1000000"#)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Limit, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n} is not a positive size"))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Limit, E> {
+                if n == 0 {
+                    return Err(E::custom("0 is not a positive size"));
+                }
+                Ok(Limit(n))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Limit, E> {
+                match parse_bytes(text) {
+                    Some(n) if n > 0 => Ok(Limit(n)),
+                    _ => Err(E::custom(format!(
+                        r#"`{text}` is not a positive size like "500GiB", "1.5TB" or 1000000"#
+                    ))),
+                }
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -254,7 +276,7 @@ struct Rate(u64);
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "a rate like \"1MiB/s\" or \"8Mbit/s\"")?;
         match parse_rate(&text) {
             Some(n) if n > 0 => Ok(Self(n)),
             _ => Err(de::Error::custom(format!(
@@ -269,7 +291,7 @@ struct Hold(i64);
 
 impl<'de> Deserialize<'de> for Hold {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = text(d, "a span like \"3d\" or \"12h\"")?;
         let bad = |why: String| {
             de::Error::custom(format!(
                 "`{text}` is not a span like \"3d\" or \"12h\" ({why})"
@@ -292,7 +314,7 @@ struct Percent(u8);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ranged(d, 0..=100, |n| {
+        ranged(d, "a percentage (0 to 100)", 0..=100, |n| {
             format!("{n} is not a percentage (0 to 100; 0 turns the warning off)")
         })
         .map(Self)
@@ -325,13 +347,13 @@ struct RawQuota {
     #[serde(default, deserialize_with = "address")]
     address: Option<IpAddr>,
     limit: Limit,
-    #[serde(default = "total")]
+    #[serde(default = "total", deserialize_with = "direction")]
     direction: Direction,
-    #[serde(default = "month")]
+    #[serde(default = "month", deserialize_with = "period")]
     period: PeriodName,
     start_day: Option<MonthStartDay>,
     warn: Option<Percent>,
-    #[serde(default = "alert")]
+    #[serde(default = "alert", deserialize_with = "action")]
     action: ActionName,
     rate: Option<Rate>,
     hold: Option<Hold>,
@@ -340,12 +362,22 @@ struct RawQuota {
 
 /// One address, named in the error when it is not one.
 fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = text(d, "an IP address like \"192.0.2.7\"")?;
     text.parse().map(Some).map_err(|_| {
         de::Error::custom(format!(
             "`{text}` is not an IP address (192.0.2.7, 2001:db8::7)"
         ))
     })
+}
+
+fn direction<'de, D: Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+    named(d, "`rx`, `tx` or `total`")
+}
+fn period<'de, D: Deserializer<'de>>(d: D) -> Result<PeriodName, D::Error> {
+    named(d, "`month`, `week` or `day`")
+}
+fn action<'de, D: Deserializer<'de>>(d: D) -> Result<ActionName, D::Error> {
+    named(d, "`alert`, `throttle` or `block`")
 }
 
 fn total() -> Direction {
