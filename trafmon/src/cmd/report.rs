@@ -72,7 +72,7 @@ pub struct Args {
     #[command(flatten)]
     views: Views,
     /// Only the last N rows of a time view.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = rows)]
     last: Option<NonZeroUsize>,
     /// Only from this local date or time on (YYYY-MM-DD or "YYYY-MM-DD HH:MM"):
     /// the buckets of a time view that start then or later, or the traffic
@@ -98,7 +98,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     sort: Option<Sort>,
     /// Only the first N per-entity rows.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = rows)]
     top: Option<NonZeroUsize>,
     /// JSON output (with a format version).
     #[arg(long, conflicts_with = "csv")]
@@ -289,6 +289,13 @@ pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A number of rows, 1 or more: clap's own message for a 0 speaks of a
+/// "non-zero type".
+fn rows(s: &str) -> Result<NonZeroUsize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    NonZeroUsize::new(n).ok_or_else(|| "must be 1 or more".into())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -322,8 +329,13 @@ mod tests {
             refused(&["--since", "2026-11-30", "--until", "2026-11-01"]),
             "--since 2026-11-30 is not before --until 2026-11-01"
         );
-        assert!(parse(&["--last", "0"]).is_err());
-        assert!(parse(&["--top", "0"]).is_err());
+        for option in ["--last", "--top"] {
+            let e = parse(&[option, "0"]).err().unwrap().to_string();
+            assert!(
+                e.contains("'0' for '") && e.contains("must be 1 or more"),
+                "{e}"
+            );
+        }
         let taken = |words: &[&str]| parse(words).unwrap().args.query(&Config::default());
         assert!(taken(&["--hourly", "--last", "3"]).is_ok());
         assert!(taken(&["--top", "3", "--since", "2026-11-01"]).is_ok());
