@@ -112,8 +112,10 @@ pub struct Config {
     /// How long each resolution is kept.
     pub retention: Retention,
     /// Named groups of addresses and networks, counted as one entity each.
+    #[serde(deserialize_with = "values::groups")]
     pub groups: BTreeMap<String, Vec<Cidr>>,
     /// Networks whose addresses are "ours" on interfaces that face guests.
+    #[serde(deserialize_with = "values::networks")]
     pub local_networks: Vec<Cidr>,
     /// Caps, in `[[quota]]` tables.
     #[serde(rename = "quota")]
@@ -482,6 +484,16 @@ uid_entries = 4
                 "[[quota]]\nuser = 1\nlimit = 1\nperiod = \"year\"\n",
                 "/etc/t.toml:4: quota[0].period: unknown variant `year`, \
                  expected one of `month`, `week`, `day`",
+            ),
+            (
+                "[groups]\ncust = \"192.0.2.0/24\"\n",
+                "/etc/t.toml:2: groups.cust: invalid type: string \"192.0.2.0/24\", \
+                 expected a list of networks like [\"192.0.2.0/24\", \"2001:db8::7\"]",
+            ),
+            (
+                "local_networks = \"192.0.2.0/24\"\n",
+                "/etc/t.toml:1: local_networks: invalid type: string \"192.0.2.0/24\", \
+                 expected a list of networks like [\"192.0.2.0/24\", \"2001:db8::7\"]",
             ),
             (
                 "week_start = 1\n",

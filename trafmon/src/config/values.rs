@@ -2,7 +2,9 @@
 //! intervals, map sizes, the cgroup, interfaces, time zone, week and month
 //! start, retention and networks.
 
-use std::{fmt, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap, fmt, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration,
+};
 
 use ipnet::IpNet;
 use jiff::{Span, Timestamp, civil::Weekday, tz::TimeZone};
@@ -450,4 +452,40 @@ impl<'de> Deserialize<'de> for Cidr {
         }
         Ok(Self(net))
     }
+}
+
+/// A list of networks, refused as a whole when it is not a list: serde's
+/// own "expected a sequence" for `cust = "192.0.2.0/24"` does not say of
+/// what.
+struct Networks(Vec<Cidr>);
+
+impl<'de> Deserialize<'de> for Networks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Vec<Cidr>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a list of networks like ["192.0.2.0/24", "2001:db8::7"]"#)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Cidr>, A::Error> {
+                let mut nets = Vec::new();
+                while let Some(net) = seq.next_element()? {
+                    nets.push(net);
+                }
+                Ok(nets)
+            }
+        }
+        d.deserialize_seq(V).map(Self)
+    }
+}
+
+/// `local_networks`: a list of networks.
+pub fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    Networks::deserialize(d).map(|n| n.0)
+}
+
+/// `[groups]`: names, each with a list of networks.
+pub fn groups<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<Cidr>>, D::Error> {
+    let groups = BTreeMap::<String, Networks>::deserialize(d)?;
+    Ok(groups.into_iter().map(|(name, n)| (name, n.0)).collect())
 }
