@@ -90,8 +90,10 @@ pub struct Config {
     /// Flush (and print) interval; divides five minutes evenly.
     pub interval: Interval,
     /// Root of the pins on bpffs.
+    #[serde(deserialize_with = "values::absolute")]
     pub pin_dir: PathBuf,
     /// State directory (the store).
+    #[serde(deserialize_with = "values::absolute")]
     pub state_dir: PathBuf,
     /// The cgroup of the cgroup_skb programs.
     pub cgroup: CgroupSetting,
@@ -102,6 +104,7 @@ pub struct Config {
     /// Map sizes.
     pub maps: MapSizes,
     /// The database file (default: `<state_dir>/trafmon.db`).
+    #[serde(deserialize_with = "values::absolute_or_none")]
     pub store: Option<PathBuf>,
     /// Time zone of local days and months: an IANA name, or "system".
     pub timezone: Zone,
@@ -445,6 +448,17 @@ uid_entries = 4
         assert!(e.starts_with("/etc/t.toml:1: interfaces: `all`"), "{e}");
         let e = parse("cgroup = \"relative\"\n").unwrap_err();
         assert!(e.starts_with("/etc/t.toml:1: cgroup:"), "{e}");
+        for key in ["pin_dir", "state_dir", "store"] {
+            let e = parse(&format!("\n{key} = \"var/lib/trafmon\"\n")).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "/etc/t.toml:2: {key}: `var/lib/trafmon` is not an absolute path"
+                )),
+                "{e}"
+            );
+        }
+        let c = parse("store = \"/srv/trafmon.db\"\n").unwrap();
+        assert_eq!(c.store_path(), PathBuf::from("/srv/trafmon.db"));
     }
 
     #[test]

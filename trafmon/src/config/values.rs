@@ -77,6 +77,25 @@ where
     T::deserialize(de::value::StringDeserializer::<D::Error>::new(name))
 }
 
+/// A path that must be absolute (`pin_dir`, `state_dir`, `store`): the agent
+/// and the commands that read what it keeps run from different working
+/// directories, where a relative path would name different files.
+pub fn absolute<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let path = PathBuf::from(text(d, "an absolute path")?);
+    if !path.is_absolute() {
+        return Err(de::Error::custom(format!(
+            "`{}` is not an absolute path (the agent and the commands run in different directories)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// [`absolute`], for a path that may be left out.
+pub fn absolute_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    absolute(d).map(Some)
+}
+
 /// A number of series (`metrics.max_series`).
 pub fn series<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, "a number of series", 0..=u32::MAX, |n| {
