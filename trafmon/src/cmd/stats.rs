@@ -14,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{CmdError, open_store};
 use crate::{
-    config::Config,
+    config::{Config, plain_name},
     store::{Kind, Total},
 };
 
@@ -61,12 +61,7 @@ pub fn counters(totals: &[Total]) -> BTreeMap<String, u64> {
 }
 
 fn baseline_path(config: &Config, caller: &str) -> Result<PathBuf, CmdError> {
-    if caller.is_empty()
-        || !caller
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        || caller.starts_with('.')
-    {
+    if !plain_name(caller) || caller.starts_with('.') {
         return Err(CmdError::Usage(format!(
             "--as {caller}: a caller name is letters, digits, '.', '_' and '-'"
         )));

@@ -457,6 +457,16 @@ uid_entries = 4
                 "{e}"
             );
         }
+        for name in ["a>>>b", ""] {
+            let e = parse(&format!("[groups]\n\"{name}\" = [\"192.0.2.0/24\"]\n")).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "/etc/t.toml:2: groups.{name}: `{name}` is not a group name \
+                     (letters, digits, '.', '_' and '-')"
+                )
+            );
+        }
         let c = parse("store = \"/srv/trafmon.db\"\n").unwrap();
         assert_eq!(c.store_path(), PathBuf::from("/srv/trafmon.db"));
     }

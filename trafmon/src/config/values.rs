@@ -503,8 +503,36 @@ pub fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> 
     Networks::deserialize(d).map(|n| n.0)
 }
 
+/// True when `name` is not empty and only letters, digits, `.`, `_` and
+/// `-`: a name that can be a part of a file name or of a `>>>`-separated
+/// counter name.
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// The name of a group: letters, digits, `.`, `_` and `-`, since it is a
+/// part of `stats` names (`group>>>NAME>>>traffic>>>uplink`), which
+/// consumers split at `>>>`, and a label in `/metrics`.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct GroupName(String);
+
+impl<'de> Deserialize<'de> for GroupName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if !plain_name(&name) {
+            return Err(de::Error::custom(format!(
+                "`{name}` is not a group name (letters, digits, '.', '_' and '-')"
+            )));
+        }
+        Ok(Self(name))
+    }
+}
+
 /// `[groups]`: names, each with a list of networks.
 pub fn groups<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<Cidr>>, D::Error> {
-    let groups = BTreeMap::<String, Networks>::deserialize(d)?;
-    Ok(groups.into_iter().map(|(name, n)| (name, n.0)).collect())
+    let groups = BTreeMap::<GroupName, Networks>::deserialize(d)?;
+    Ok(groups.into_iter().map(|(name, n)| (name.0, n.0)).collect())
 }
