@@ -13,8 +13,12 @@ use std::{
 use jiff::{ToSpan as _, civil::Weekday};
 use serde::Deserialize;
 
+mod networks;
+mod readers;
 mod values;
 
+pub use networks::*;
+pub use readers::*;
 pub use values::*;
 
 use crate::{
@@ -90,10 +94,10 @@ pub struct Config {
     /// Flush (and print) interval; divides five minutes evenly.
     pub interval: Interval,
     /// Root of the pins on bpffs.
-    #[serde(deserialize_with = "values::absolute")]
+    #[serde(deserialize_with = "absolute")]
     pub pin_dir: PathBuf,
     /// State directory (the store).
-    #[serde(deserialize_with = "values::absolute")]
+    #[serde(deserialize_with = "absolute")]
     pub state_dir: PathBuf,
     /// The cgroup of the cgroup_skb programs.
     pub cgroup: CgroupSetting,
@@ -104,7 +108,7 @@ pub struct Config {
     /// Map sizes.
     pub maps: MapSizes,
     /// The database file (default: `<state_dir>/trafmon.db`).
-    #[serde(deserialize_with = "values::absolute_or_none")]
+    #[serde(deserialize_with = "absolute_or_none")]
     pub store: Option<PathBuf>,
     /// Time zone of local days and months: an IANA name, or "system".
     pub timezone: Zone,
@@ -115,10 +119,10 @@ pub struct Config {
     /// How long each resolution is kept.
     pub retention: Retention,
     /// Named groups of addresses and networks, counted as one entity each.
-    #[serde(deserialize_with = "values::groups")]
+    #[serde(deserialize_with = "groups")]
     pub groups: BTreeMap<String, Vec<Cidr>>,
     /// Networks whose addresses are "ours" on interfaces that face guests.
-    #[serde(deserialize_with = "values::networks")]
+    #[serde(deserialize_with = "networks")]
     pub local_networks: Vec<Cidr>,
     /// Caps, in `[[quota]]` tables.
     #[serde(rename = "quota")]
@@ -134,13 +138,13 @@ pub struct Metrics {
     /// Serve `/metrics` at all.
     pub enabled: bool,
     /// Address and port; loopback unless `expose` is set.
-    #[serde(deserialize_with = "values::socket_addr")]
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: std::net::SocketAddr,
     /// Allow a `listen` address other hosts can reach.
     pub expose: bool,
     /// At most this many series per entity kind (users, addresses,
     /// interfaces, groups); the rest are summed as `other`.
-    #[serde(deserialize_with = "values::series")]
+    #[serde(deserialize_with = "series")]
     pub max_series: u32,
 }
 
