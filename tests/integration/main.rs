@@ -8,6 +8,7 @@ mod clsact;
 mod container;
 mod failures;
 mod flush;
+mod generate;
 mod iface;
 mod ip;
 mod lifecycle;

@@ -48,6 +48,8 @@ pub enum Command {
     Top(crate::cmd::top::Args),
     /// Every quota: usage, percent of the limit, projection, state.
     Quota(crate::cmd::quota::Args),
+    /// Shell completions or man pages (reads no configuration).
+    Generate(crate::cmd::generate::Args),
 }
 
 impl Cli {

@@ -51,9 +51,10 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let (path, explicit) = cli.config_path();
-    let config = Config::load(&path, explicit)?;
+    let config = || Config::load(&path, explicit);
     match cli.command {
         Command::Agent { print } => {
+            let config = config()?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -65,12 +66,17 @@ fn run() -> anyhow::Result<()> {
                 trafmon::agent::Options { print },
             ))?;
         }
-        Command::Report(args) => trafmon::cmd::report::run(&args, &config)?,
-        Command::Stats(args) => trafmon::cmd::stats::run(&args, &config)?,
-        Command::Status(args) => trafmon::cmd::status::run(&args, &config)?,
-        Command::Top(args) => trafmon::cmd::top::run(&args, &config)?,
-        Command::Quota(args) => trafmon::cmd::quota::run(&args, &config)?,
+        Command::Report(args) => trafmon::cmd::report::run(&args, &config()?)?,
+        Command::Stats(args) => trafmon::cmd::stats::run(&args, &config()?)?,
+        Command::Status(args) => trafmon::cmd::status::run(&args, &config()?)?,
+        Command::Top(args) => trafmon::cmd::top::run(&args, &config()?)?,
+        Command::Quota(args) => trafmon::cmd::quota::run(&args, &config()?)?,
+        // Packaging runs it where no configuration may exist yet.
+        Command::Generate(args) => {
+            trafmon::cmd::generate::run(&args, &mut std::io::stdout().lock())?;
+        }
         Command::Uninstall { discard } => {
+            let config = config()?;
             let done = trafmon::uninstall::run(&config, discard)?;
             let dir = config.pin_dir.display();
             match (done.pins, done.stored) {

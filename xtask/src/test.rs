@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Debian packages that provide the tools the integration tests need.
-const TOOLS: [(&str, &str); 14] = [
+const TOOLS: [(&str, &str); 15] = [
     ("iptables", "iptables"),
     ("ip6tables", "iptables"),
     ("bpftool", "bpftool"),
@@ -36,6 +36,8 @@ const TOOLS: [(&str, &str); 14] = [
     ("sqlite3", "sqlite3"),
     // GRO on, TSO and GSO off on the test's veth pair.
     ("ethtool", "ethtool"),
+    // Renders the man pages `trafmon generate man` writes.
+    ("groff", "groff-base"),
 ];
 
 /// Installs the missing `(tool, Debian package)` pairs with apt-get.
