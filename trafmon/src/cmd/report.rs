@@ -74,7 +74,8 @@ pub struct Args {
     /// Only the last N rows of a time view.
     #[arg(long, value_name = "N", value_parser = rows)]
     last: Option<NonZeroUsize>,
-    /// Only from this local date or time on (YYYY-MM-DD or "YYYY-MM-DD HH:MM"):
+    /// Only from this local date or time on (YYYY-MM-DD, "YYYY-MM-DD HH:MM",
+    /// today or yesterday):
     /// the buckets of a time view that start then or later, or the traffic
     /// of each entity from then on.
     #[arg(long, value_name = "WHEN")]
@@ -142,25 +143,37 @@ pub fn uid_key(user: &str) -> Result<String, CmdError> {
     }
 }
 
-fn when(flag: &str, text: &str, config: &Config) -> Result<i64, CmdError> {
-    let dt = text
-        .parse::<civil::DateTime>()
-        .or_else(|_| {
-            text.parse::<civil::Date>()
-                .map(|d| d.to_datetime(civil::Time::midnight()))
-        })
-        .map_err(|_| {
-            CmdError::Usage(format!(
-                "{flag} {text}: not a local date or time (YYYY-MM-DD or \"YYYY-MM-DD HH:MM\")"
-            ))
-        })?;
-    dt.to_zoned(config.timezone.tz.clone())
+/// The instant `text` names, in `config`'s time zone: a date (its
+/// midnight), a date and time, or `today` or `yesterday` (midnight of
+/// that local day, `today` being the local date at `now`).
+fn when(flag: &str, text: &str, config: &Config, now: Timestamp) -> Result<i64, CmdError> {
+    let tz = &config.timezone.tz;
+    let today = || now.to_zoned(tz.clone()).date();
+    let dt = match text {
+        "today" => Ok(today().to_datetime(civil::Time::midnight())),
+        "yesterday" => today()
+            .yesterday()
+            .map(|d| d.to_datetime(civil::Time::midnight()))
+            .map_err(|e| CmdError::Usage(format!("{flag} {text}: {e}"))),
+        _ => text
+            .parse::<civil::DateTime>()
+            .or_else(|_| {
+                text.parse::<civil::Date>()
+                    .map(|d| d.to_datetime(civil::Time::midnight()))
+            })
+            .map_err(|_| {
+                CmdError::Usage(format!(
+                    "{flag} {text}: not a local date or time (YYYY-MM-DD, \"YYYY-MM-DD HH:MM\", today or yesterday)"
+                ))
+            }),
+    }?;
+    dt.to_zoned(tz.clone())
         .map(|z| z.timestamp().as_second())
         .map_err(|e| CmdError::Usage(format!("{flag} {text}: {e}")))
 }
 
 impl Args {
-    fn query(&self, config: &Config) -> Result<Query, CmdError> {
+    fn query(&self, config: &Config, now: Timestamp) -> Result<Query, CmdError> {
         let filters = [
             (Kind::Uid, &self.user),
             (Kind::Ip, &self.ip),
@@ -228,12 +241,12 @@ impl Args {
         let since = self
             .since
             .as_deref()
-            .map(|t| when("--since", t, config))
+            .map(|t| when("--since", t, config, now))
             .transpose()?;
         let until = self
             .until
             .as_deref()
-            .map(|t| when("--until", t, config))
+            .map(|t| when("--until", t, config, now))
             .transpose()?;
         if let (Some(s), Some(u)) = (since, until)
             && s >= u
@@ -269,10 +282,11 @@ impl Args {
 
 /// Runs `trafmon report`.
 pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
-    let query = args.query(config)?;
+    let now = Timestamp::now();
+    let query = args.query(config, now)?;
     let store = open_store(&config.store_path())?;
     let report = query
-        .run(&store, &config.calendar(), Timestamp::now())
+        .run(&store, &config.calendar(), now)
         .map_err(|e| match e {
             ReportError::Span(e) => anyhow::anyhow!("{}: {e}", args.bounds()),
             e => anyhow::anyhow!(crate::error_chain(&e)),
@@ -313,7 +327,11 @@ mod tests {
     }
 
     fn refused(words: &[&str]) -> String {
-        match parse(words).unwrap().args.query(&Config::default()) {
+        match parse(words)
+            .unwrap()
+            .args
+            .query(&Config::default(), Timestamp::now())
+        {
             Err(e) => e.to_string(),
             Ok(q) => panic!("{words:?} was taken: {q:?}"),
         }
@@ -336,8 +354,43 @@ mod tests {
                 "{e}"
             );
         }
-        let taken = |words: &[&str]| parse(words).unwrap().args.query(&Config::default());
+        let taken = |words: &[&str]| {
+            parse(words)
+                .unwrap()
+                .args
+                .query(&Config::default(), Timestamp::now())
+        };
         assert!(taken(&["--hourly", "--last", "3"]).is_ok());
         assert!(taken(&["--top", "3", "--since", "2026-11-01"]).is_ok());
+    }
+
+    #[test]
+    fn today_and_yesterday_are_local_midnights() {
+        let mut config = Config::default();
+        config.timezone.tz = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        // 02:30 UTC on 1 Nov 2026 is 22:30 on 31 Oct in New York (EDT).
+        let now: Timestamp = "2026-11-01T02:30:00Z".parse().unwrap();
+        let at = |text: &str| when("--since", text, &config, now).unwrap();
+        let expect = |t: &str| t.parse::<Timestamp>().unwrap().as_second();
+        assert_eq!(at("today"), expect("2026-10-31T04:00:00Z"));
+        assert_eq!(at("yesterday"), expect("2026-10-30T04:00:00Z"));
+        // The day DST ends there has 25 hours: its midnight is still EDT.
+        let now: Timestamp = "2026-11-02T03:00:00Z".parse().unwrap();
+        let at = |text: &str| when("--until", text, &config, now).unwrap();
+        assert_eq!(at("today"), expect("2026-11-01T04:00:00Z"));
+        assert_eq!(at("yesterday"), expect("2026-10-31T04:00:00Z"));
+        assert_eq!(
+            when("--since", "tomorrow", &config, now)
+                .unwrap_err()
+                .to_string(),
+            "--since tomorrow: not a local date or time (YYYY-MM-DD, \"YYYY-MM-DD HH:MM\", today or yesterday)"
+        );
+        let q = parse(&["--since", "yesterday", "--until", "today"])
+            .unwrap()
+            .args
+            .query(&config, now)
+            .unwrap();
+        assert_eq!(q.since, Some(expect("2026-10-31T04:00:00Z")));
+        assert_eq!(q.until, Some(expect("2026-11-01T04:00:00Z")));
     }
 }
