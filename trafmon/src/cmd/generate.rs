@@ -42,15 +42,18 @@ pub enum What {
 /// Errors of `trafmon generate`.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    /// A page or the script could not be written.
+    /// A page could not be written.
     #[error("cannot write {path}")]
-    Write {
-        /// The file (`-` for standard output).
+    Page {
+        /// The file.
         path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The script or the list of pages could not be written.
+    #[error("cannot write to standard output")]
+    Output(#[source] std::io::Error),
 }
 
 /// Runs `trafmon generate`: prints the script, or writes the pages and
@@ -61,19 +64,14 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), GenerateError> {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "trafmon", &mut script);
             out.write_all(&script)
-                .map_err(|source| GenerateError::Write {
-                    path: "-".into(),
-                    source,
-                })
+                .and_then(|()| out.flush())
+                .map_err(GenerateError::Output)
         }
         What::Man { dir } => {
             for path in man_pages(dir)? {
-                writeln!(out, "{}", path.display()).map_err(|source| GenerateError::Write {
-                    path: "-".into(),
-                    source,
-                })?;
+                writeln!(out, "{}", path.display()).map_err(GenerateError::Output)?;
             }
-            Ok(())
+            out.flush().map_err(GenerateError::Output)
         }
     }
 }
@@ -93,7 +91,7 @@ fn man_pages(dir: &Path) -> Result<Vec<PathBuf>, GenerateError> {
         let mut page = Vec::new();
         man.render(&mut page)
             .and_then(|()| std::fs::write(&path, page))
-            .map_err(|source| GenerateError::Write {
+            .map_err(|source| GenerateError::Page {
                 path: path.clone(),
                 source,
             })?;
@@ -157,6 +155,28 @@ mod tests {
             "not roff: {report}"
         );
         assert!(report.contains("\\-\\-monthly"), "{report}");
+    }
+
+    /// A writer that is always full.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::StorageFull.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_output_is_named() {
+        let what = What::Completions { shell: Shell::Zsh };
+        let e = run(&Args { what }, &mut Full).unwrap_err();
+        assert_eq!(
+            crate::error_chain(&e),
+            "cannot write to standard output: no storage space"
+        );
     }
 
     #[test]
