@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::harness::{As, Env, trafmon_bin};
+use crate::harness::{As, Env, sh, trafmon_bin};
 
 /// A paced 5-second transfer: the per-second tx rates `top` prints for the
 /// sender add up to within 10 % of the bytes it sent.
@@ -73,12 +73,69 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
     ] {
         assert!(text.contains(&expected), "{expected:?} in:\n{text}");
     }
+
+    // The JSON form, against the kernel's own view (bpftool) and the
+    // store's (sqlite3).
+    let json = status_json(&env);
+    assert_eq!(json["jsonversion"], 1);
+    assert_eq!(json["agent"]["running"], true);
+    assert_eq!(json["agent"]["pid"], agent.pid());
+    let links = json["links"]["attached"].as_array().expect("links");
+    assert_eq!(links.len(), 4, "{links:?}");
+    for link in links {
+        let id = link["link_id"].as_u64().expect("a link id");
+        let shown = sh(&["bpftool", "-j", "link", "show", "id", &id.to_string()]);
+        let shown: serde_json::Value = serde_json::from_str(&shown).expect("bpftool json");
+        assert_eq!(
+            link["program_id"], shown["prog_id"],
+            "{link} against {shown}"
+        );
+        let name = link["program"].as_str().expect("a program name");
+        let prog = sh(&[
+            "bpftool",
+            "-j",
+            "prog",
+            "show",
+            "id",
+            &shown["prog_id"].to_string(),
+        ]);
+        let prog: serde_json::Value = serde_json::from_str(&prog).expect("bpftool json");
+        assert_eq!(prog["name"], name, "{link}");
+    }
+    assert_eq!(json["maps"]["state"], "pinned");
+    assert!(
+        json["maps"]["maps"]
+            .as_array()
+            .expect("maps")
+            .iter()
+            .any(|m| m["name"] == "UID_A" && m["max_entries"].as_u64() > Some(0)),
+        "{json}"
+    );
+    assert_eq!(json["store"]["state"], "open");
+    let seq = sh(&[
+        "sqlite3",
+        &env.store_path().to_string_lossy(),
+        "SELECT MAX(seq) FROM flush",
+    ]);
+    let shown = json["store"]["last_flush"]["seq"]
+        .as_i64()
+        .expect("a flush");
+    // The agent may flush between the two reads.
+    let stored: i64 = seq.trim().parse().expect("a sequence number");
+    assert!(
+        stored == shown || stored == shown + 1,
+        "{shown} against {stored}"
+    );
+
     agent.stop();
     let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
     assert!(
         text.contains("agent:      not running; the programs below count on"),
         "{text}"
     );
+    let json = status_json(&env);
+    assert_eq!(json["agent"]["running"], false);
+    assert_eq!(json["agent"]["pid"], serde_json::Value::Null);
     env.uninstall();
     let text = String::from_utf8_lossy(&env.trafmon(&["status"]).stdout).into_owned();
     assert!(text.contains("agent:      not running\n"), "{text}");
@@ -87,6 +144,20 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
         text.contains("maps:       none pinned under") && !text.contains("cannot open"),
         "{text}"
     );
+    let json = status_json(&env);
+    assert_eq!(json["maps"]["state"], "none_pinned");
+    assert_eq!(json["links"]["attached"], serde_json::json!([]));
+}
+
+/// `trafmon status --json`, parsed.
+fn status_json(env: &Env) -> serde_json::Value {
+    let out = env.trafmon(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 /// A reader that may not read the store is told which file and which
