@@ -77,7 +77,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), GenerateError> {
 }
 
 /// Writes a page for `trafmon` and for each of its visible subcommands,
-/// at every depth, into `dir`; the files written.
+/// at every depth, into `dir`; the files written. The same walk as
+/// `clap_mangen::generate_to`, written out because that returns a bare
+/// I/O error that does not name the page it failed on, and no list.
 fn man_pages(dir: &Path) -> Result<Vec<PathBuf>, GenerateError> {
     // `help` is clap's, and its page would only say what `--help` says.
     let mut cmd = Cli::command().disable_help_subcommand(true);

@@ -73,14 +73,29 @@ pub struct Link {
     pub pin: String,
     /// Where it is attached ("cgroup_skb ingress", "tc egress on eth0").
     pub attachment: String,
-    /// The program it runs.
-    pub program_id: Option<u32>,
-    /// That program's name.
-    pub program: Option<String>,
-    /// The link's id.
-    pub link_id: Option<u32>,
-    /// Why the link could not be read.
-    pub error: Option<String>,
+    /// What the kernel says of it.
+    #[serde(flatten)]
+    pub info: LinkInfo,
+}
+
+/// What the kernel says of a pinned link.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum LinkInfo {
+    /// It was read.
+    Read {
+        /// The program it runs.
+        program_id: u32,
+        /// That program's name, when the kernel still lists it.
+        program: Option<String>,
+        /// The link's id.
+        link_id: u32,
+    },
+    /// It could not be read.
+    Unreadable {
+        /// Why.
+        error: String,
+    },
 }
 
 /// The tc filters of the agent.
@@ -251,23 +266,18 @@ fn links(pins: &PinDir) -> Links {
                         .info()
                         .map_err(|e| e.to_string())
                 });
-            match info {
-                Ok(info) => Link {
-                    pin,
-                    attachment,
-                    program_id: Some(info.program_id()),
+            let info = match info {
+                Ok(info) => LinkInfo::Read {
+                    program_id: info.program_id(),
                     program: programs.get(&info.program_id()).cloned(),
-                    link_id: Some(info.id()),
-                    error: None,
+                    link_id: info.id(),
                 },
-                Err(e) => Link {
-                    pin,
-                    attachment,
-                    program_id: None,
-                    program: None,
-                    link_id: None,
-                    error: Some(e),
-                },
+                Err(error) => LinkInfo::Unreadable { error },
+            };
+            Link {
+                pin,
+                attachment,
+                info,
             }
         })
         .collect();
@@ -381,16 +391,15 @@ pub fn gather(config: &Config) -> anyhow::Result<Status> {
     let pins = PinDir::new(&config.pin_dir);
     // Filters cannot be pinned, so they are not among the links.
     let installed = pins.map(trafmon_common::SELECTOR).exists();
-    let clsact = match crate::clsact::mode() {
-        Ok(crate::clsact::Mode::Clsact) if installed => {
+    // (The mode's probe is a system call: only when something is installed.)
+    let clsact = (installed && matches!(crate::clsact::mode(), Ok(crate::clsact::Mode::Clsact)))
+        .then(|| {
             let filter = crate::clsact::Filter::of(&config.pin_dir);
-            Some(Clsact {
+            Clsact {
                 priority: filter.priority,
                 handle: u32::from(filter.handle),
-            })
-        }
-        _ => None,
-    };
+            }
+        });
     let pid = pidfile::running(&config.state_dir);
     Ok(Status {
         jsonversion: JSON_VERSION,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use jiff::tz::TimeZone;
 
-use super::{LastFlush, MapsState, Status, StoreState};
+use super::{LastFlush, LinkInfo, MapsState, Status, StoreState};
 
 /// `ms` as a local time, as `report` shows times.
 fn local(ms: i64, tz: &TimeZone) -> String {
@@ -61,11 +61,18 @@ pub fn text(w: &mut impl Write, s: &Status, tz: &TimeZone) -> io::Result<()> {
         )?;
     }
     for link in &links.attached {
-        let state = match (&link.error, link.program_id, &link.program, link.link_id) {
-            (Some(e), ..) => format!("unreadable ({e})"),
-            (None, Some(id), Some(prog), Some(lid)) => format!("program {id} ({prog}), link {lid}"),
-            (None, Some(id), None, Some(lid)) => format!("program {id}, link {lid}"),
-            _ => "unreadable".into(),
+        let state = match &link.info {
+            LinkInfo::Read {
+                program_id,
+                program: Some(prog),
+                link_id,
+            } => format!("program {program_id} ({prog}), link {link_id}"),
+            LinkInfo::Read {
+                program_id,
+                program: None,
+                link_id,
+            } => format!("program {program_id}, link {link_id}"),
+            LinkInfo::Unreadable { error } => format!("unreadable ({error})"),
         };
         writeln!(w, "attached:   {:<28} {state}", link.attachment)?;
     }
@@ -177,18 +184,18 @@ mod tests {
                     Link {
                         pin: "cgroup_ingress".into(),
                         attachment: "cgroup_skb ingress".into(),
-                        program_id: Some(7),
-                        program: Some("cgroup_ingress".into()),
-                        link_id: Some(9),
-                        error: None,
+                        info: LinkInfo::Read {
+                            program_id: 7,
+                            program: Some("cgroup_ingress".into()),
+                            link_id: 9,
+                        },
                     },
                     Link {
                         pin: "tc_egress@eth0".into(),
                         attachment: "tc egress on eth0".into(),
-                        program_id: None,
-                        program: None,
-                        link_id: None,
-                        error: Some("Permission denied (os error 13)".into()),
+                        info: LinkInfo::Unreadable {
+                            error: "Permission denied (os error 13)".into(),
+                        },
                     },
                 ],
             },
