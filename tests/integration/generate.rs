@@ -10,8 +10,9 @@ use crate::harness::trafmon_bin;
 const NO_CONFIG: &str = "/nonexistent/trafmon.toml";
 
 /// Lines typed so far, and what bash's completion offers for each.
-const LINES: [(&str, &str); 5] = [
+const LINES: [(&str, &str); 6] = [
     ("trafmon rep", "report"),
+    ("trafmon ch", "check"),
     ("trafmon report --mon", "--monthly"),
     ("trafmon report --units ", "iec si bytes"),
     ("trafmon report --sort t", "total tx"),
@@ -73,7 +74,7 @@ fn groff_renders_every_man_page_without_a_warning() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(listed.lines().count(), 11, "{listed}");
+    assert_eq!(listed.lines().count(), 12, "{listed}");
     for page in listed.lines() {
         let rendered = Command::new("groff")
             // Plain text: no bold or underline by overstriking.

@@ -291,6 +291,20 @@ impl Env {
         path
     }
 
+    /// What `bpftool -j link show` says of the link pinned as `pin`
+    /// (`cgroup_egress`, ...) in this env's pin directory.
+    pub fn pinned_link(&self, pin: &str) -> String {
+        let path = self.pin_dir.join("links").join(pin);
+        sh(&[
+            "bpftool",
+            "-j",
+            "link",
+            "show",
+            "pinned",
+            path.to_str().expect("utf-8"),
+        ])
+    }
+
     /// Runs `trafmon uninstall` with this env's config and checks that it
     /// succeeded.
     pub fn uninstall(&self) -> String {

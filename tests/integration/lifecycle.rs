@@ -173,16 +173,7 @@ fn a_changed_cgroup_needs_an_uninstall() {
     assert_ne!(config, moved, "the config names the test's cgroup");
     std::fs::write(&env.config, moved).expect("config");
 
-    let link = || {
-        sh(&[
-            "bpftool",
-            "-j",
-            "link",
-            "show",
-            "pinned",
-            &env.pin_dir.join("links/cgroup_egress").to_string_lossy(),
-        ])
-    };
+    let link = || env.pinned_link("cgroup_egress");
     let before = link();
     let out = env.trafmon_bounded(&["agent"]);
     let err = String::from_utf8_lossy(&out.stderr);

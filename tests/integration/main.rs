@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod check;
 mod cli;
 mod clsact;
 mod container;

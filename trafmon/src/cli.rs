@@ -48,6 +48,10 @@ pub enum Command {
     Top(crate::cmd::top::Args),
     /// Every quota: usage, percent of the limit, projection, state.
     Quota(crate::cmd::quota::Args),
+    /// Check the configuration and what the agent would meet with it (the
+    /// store, bpffs and pinned maps, the cgroup, the metrics address, the
+    /// interfaces), without starting it or changing anything.
+    Check,
     /// Shell completions or man pages (reads no configuration).
     Generate(crate::cmd::generate::Args),
 }

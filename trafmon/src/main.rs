@@ -71,6 +71,7 @@ fn run() -> anyhow::Result<()> {
         Command::Status(args) => trafmon::cmd::status::run(&args, &config()?)?,
         Command::Top(args) => trafmon::cmd::top::run(&args, &config()?)?,
         Command::Quota(args) => trafmon::cmd::quota::run(&args, &config()?)?,
+        Command::Check => trafmon::cmd::check::run(&path, explicit, &mut std::io::stdout().lock())?,
         // Packaging runs it where no configuration may exist yet.
         Command::Generate(args) => {
             trafmon::cmd::generate::run(&args, &mut std::io::stdout().lock())?;

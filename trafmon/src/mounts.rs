@@ -118,6 +118,12 @@ pub enum Bpffs {
     Elsewhere,
 }
 
+/// What [`ensure_bpffs`] would do for `pin_root` on this system, without
+/// doing it.
+pub fn bpffs_state(pin_root: &Path) -> Result<Bpffs, MountError> {
+    Ok(bpffs_plan(&mounts()?, pin_root))
+}
+
 /// What to do for `pin_root` given `mounts` (in mountinfo order): the
 /// file system that holds it is the innermost mount above it, the last
 /// listed where mounts are stacked.
@@ -144,7 +150,7 @@ pub fn bpffs_plan(mounts: &[(PathBuf, String)], pin_root: &Path) -> Bpffs {
 /// error: pins cannot live there, and mounting bpffs again over a
 /// mounted one would hide the pins below.
 pub fn ensure_bpffs(pin_root: &Path) -> Result<(), MountError> {
-    match bpffs_plan(&mounts()?, pin_root) {
+    match bpffs_state(pin_root)? {
         Bpffs::Ready => {}
         Bpffs::Elsewhere => {
             return Err(MountError::NotBpffs {

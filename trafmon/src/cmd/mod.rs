@@ -1,5 +1,6 @@
 //! One file per subcommand: arguments (clap) and the run function.
 
+pub mod check;
 pub mod generate;
 pub mod quota;
 pub mod report;

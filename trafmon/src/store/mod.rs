@@ -379,6 +379,25 @@ impl Store {
         Ok(store)
     }
 
+    /// Checks an existing store as [`Self::open`] does before the agent
+    /// writes to it (application id, schema version, `PRAGMA
+    /// quick_check`), without writing: `trafmon check`. Returns its schema
+    /// version, which may be older than [`SCHEMA_VERSION`] (the agent
+    /// upgrades it).
+    pub fn inspect(path: &Path) -> Result<i64, StoreError> {
+        let store = Self::connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| store.sql("set the busy timeout", e))?;
+        let version = store.check_version()?;
+        store.quick_check()?;
+        Ok(version)
+    }
+
     fn connect(path: &Path, flags: OpenFlags) -> Result<Self, StoreError> {
         if path.is_dir() {
             return Err(StoreError::Directory { path: path.into() });
@@ -409,7 +428,6 @@ impl Store {
         }
     }
 
-    /// [`SCHEMA_VERSION`]).
     /// Checks the application id and returns the schema version (1 to
     /// [`SCHEMA_VERSION`]).
     fn check_version(&self) -> Result<i64, StoreError> {
