@@ -3,11 +3,15 @@
 use trafmon::store::Kind;
 
 use crate::harness::{
-    As, Env, add_rule, addresses, assert_address, assert_link, count_of, finish_all,
+    As, Env, add_rule, addresses, assert_address, assert_link, count_of, finish_all, rule_counters,
 };
 
 /// The three addresses form one group.
 const GROUPS: &str = "[groups]\ncust = [\"192.0.2.1\", \"192.0.2.2/32\", \"2001:db8::1/128\"]\n";
+
+/// A network holding 192.0.2.1 and 192.0.2.2 (and no other address of
+/// the test).
+const NET: &str = "192.0.2.0/30";
 
 /// Per-address counts equal per-address rules, and the group of all three
 /// addresses equals the sum of its members.
@@ -25,6 +29,9 @@ fn per_ip_equals_iptables_address_rules() {
         add_rule(&env.a, *v6, "INPUT", &["-d", addr], &format!("tm-in-{i}"));
         add_rule(&env.a, *v6, "OUTPUT", &["-s", addr], &format!("tm-out-{i}"));
     }
+    // The network of the two IPv4 addresses, for `report --ip NET`.
+    add_rule(&env.a, false, "INPUT", &["-d", NET], "tm-in-net");
+    add_rule(&env.a, false, "OUTPUT", &["-s", NET], "tm-out-net");
     let root_a = As::root(&env.a);
     let root_b = As::root(&env.b);
     let mut receivers = Vec::new();
@@ -71,6 +78,40 @@ fn per_ip_equals_iptables_address_rules() {
         counts[&(Kind::Group, "cust".into())],
         sum,
         "the group is the sum of its members"
+    );
+
+    // `report --ip NET` keeps the addresses inside the network, and their
+    // sum equals the network's rules.
+    let out = env.trafmon(&["report", "--total", "--ip", NET, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut keys: Vec<&str> = json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["192.0.2.1", "192.0.2.2"], "{json}");
+    let (rx, tx) = (
+        rule_counters(&env.a, false, "tm-in-net"),
+        rule_counters(&env.a, false, "tm-out-net"),
+    );
+    let sum = &json["sum"];
+    assert_eq!(
+        [
+            &sum["rx_packets"],
+            &sum["rx_bytes"],
+            &sum["tx_packets"],
+            &sum["tx_bytes"]
+        ]
+        .map(|v| v.as_u64().expect("a count")),
+        [rx.0, rx.1, tx.0, tx.1],
+        "{json}"
     );
 }
 

@@ -11,7 +11,7 @@ use jiff::{Timestamp, civil};
 use super::{CmdError, open_store};
 use crate::{
     config::Config,
-    report::{Query, ReportError, Sort, View, render},
+    report::{Keys, Query, ReportError, Sort, View, render},
     store::Kind,
     units::Units,
 };
@@ -86,8 +86,9 @@ pub struct Args {
     /// Only this user (name or UID); repeatable.
     #[arg(long, value_name = "NAME|UID")]
     user: Vec<String>,
-    /// Only this address; repeatable.
-    #[arg(long, value_name = "ADDR")]
+    /// Only this address, or the addresses inside this network
+    /// (192.0.2.0/28, 2001:db8::/48); repeatable.
+    #[arg(long, value_name = "ADDR|NET")]
     ip: Vec<String>,
     /// Only this interface; repeatable.
     #[arg(long, value_name = "NAME")]
@@ -200,22 +201,24 @@ impl Args {
         }
         let kind = chosen.or(filtered.first().copied()).unwrap_or(Kind::Uid);
         let keys = match kind {
-            Kind::Uid => self
-                .user
-                .iter()
-                .map(|u| uid_key(u))
-                .collect::<Result<_, _>>()?,
-            Kind::Ip => self
-                .ip
-                .iter()
-                .map(|a| {
-                    a.parse::<std::net::IpAddr>()
-                        .map(|ip| ip.to_string())
-                        .map_err(|_| CmdError::Usage(format!("--ip {a}: not an IP address")))
-                })
-                .collect::<Result<_, _>>()?,
-            Kind::Iface => self.interface.clone(),
-            Kind::Group | Kind::Overflow => self.group.clone(),
+            _ if filtered.is_empty() => Keys::All,
+            Kind::Uid => Keys::Named(
+                self.user
+                    .iter()
+                    .map(|u| uid_key(u))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Ip => Keys::Inside(
+                self.ip
+                    .iter()
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|e| CmdError::Usage(format!("--ip {a}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Iface => Keys::Named(self.interface.clone()),
+            Kind::Group | Kind::Overflow => Keys::Named(self.group.clone()),
         };
         let view = self.views.view();
         if let Some(n) = self.last
@@ -335,6 +338,35 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(q) => panic!("{words:?} was taken: {q:?}"),
         }
+    }
+
+    #[test]
+    fn an_address_filter_takes_addresses_and_networks() {
+        let query = |words: &[&str]| {
+            parse(words)
+                .unwrap()
+                .args
+                .query(&Config::default(), Timestamp::now())
+                .unwrap()
+        };
+        let q = query(&["--ip", "192.0.2.7", "--ip", "2001:db8::/48"]);
+        assert_eq!(q.kind, Kind::Ip);
+        match q.keys {
+            Keys::Inside(nets) => assert_eq!(
+                nets.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
+                ["192.0.2.7/32", "2001:db8::/48"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(query(&["--ips"]).keys, Keys::All));
+        assert_eq!(
+            refused(&["--ip", "192.0.2.1/28"]),
+            "--ip 192.0.2.1/28: `192.0.2.1/28` has host bits set; the network is 192.0.2.0/28"
+        );
+        assert!(
+            refused(&["--ip", "alice"])
+                .starts_with("--ip alice: `alice` is not an address or a CIDR network")
+        );
     }
 
     #[test]

@@ -18,27 +18,36 @@ impl Cidr {
     }
 }
 
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = text(d, "an address or a CIDR network like \"192.0.2.0/24\"")?;
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    /// A network (`192.0.2.0/24`) or a single address, without host bits.
+    fn from_str(text: &str) -> Result<Self, String> {
         let net = match text.parse::<IpNet>() {
             Ok(net) => net,
             Err(_) => match text.parse::<IpAddr>() {
                 Ok(ip) => IpNet::from(ip),
                 Err(_) => {
-                    return Err(de::Error::custom(format!(
+                    return Err(format!(
                         "`{text}` is not an address or a CIDR network (192.0.2.0/24, 2001:db8::/32)"
-                    )));
+                    ));
                 }
             },
         };
         if net.trunc() != net {
-            return Err(de::Error::custom(format!(
+            return Err(format!(
                 "`{text}` has host bits set; the network is {}",
                 net.trunc()
-            )));
+            ));
         }
         Ok(Self(net))
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = text(d, "an address or a CIDR network like \"192.0.2.0/24\"")?;
+        text.parse().map_err(de::Error::custom)
     }
 }
 

@@ -4,14 +4,14 @@
 pub mod render;
 pub mod span;
 
-use std::{cmp::Reverse, collections::BTreeMap};
+use std::{cmp::Reverse, collections::BTreeMap, net::IpAddr};
 
 use jiff::{Timestamp, ToSpan as _, civil::Date};
 use trafmon_common::Counters;
 
 use crate::{
     calendar::{Calendar, CalendarError, Resolution},
-    config::Retention,
+    config::{Cidr, Retention},
     store::{Kind, Source, Store, StoreError},
 };
 
@@ -89,6 +89,19 @@ pub enum Sort {
     Name,
 }
 
+/// Which entities of its kind a report keeps.
+#[derive(Clone, Debug, Default)]
+pub enum Keys {
+    /// Every one.
+    #[default]
+    All,
+    /// Those with these keys (UIDs, interface or group names).
+    Named(Vec<String>),
+    /// The addresses inside these networks (an address alone is a /32 or a
+    /// /128).
+    Inside(Vec<Cidr>),
+}
+
 /// What to report.
 #[derive(Clone, Debug)]
 pub struct Query {
@@ -96,8 +109,8 @@ pub struct Query {
     pub kind: Kind,
     /// Which view.
     pub view: View,
-    /// Only these entity keys (all when empty).
-    pub keys: Vec<String>,
+    /// Which entities of the kind.
+    pub keys: Keys,
     /// Only the last N rows of a time view.
     pub last: Option<usize>,
     /// Only buckets starting at or after this second (a per-entity view:
@@ -210,7 +223,13 @@ impl Query {
     }
 
     fn wanted(&self, key: &str) -> bool {
-        self.keys.is_empty() || self.keys.iter().any(|k| k == key)
+        match &self.keys {
+            Keys::All => true,
+            Keys::Named(keys) => keys.iter().any(|k| k == key),
+            Keys::Inside(nets) => key
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        }
     }
 
     /// Per-entity rows; the running period for the estimate.
@@ -458,7 +477,7 @@ mod tests {
         Query {
             kind: Kind::Uid,
             view,
-            keys: Vec::new(),
+            keys: Keys::All,
             last: None,
             since: None,
             until: None,
@@ -473,6 +492,53 @@ mod tests {
             .iter()
             .map(|r| (r.label.clone(), r.counters.rx_bytes))
             .collect()
+    }
+
+    #[test]
+    fn an_address_filter_keeps_the_addresses_inside_its_networks() {
+        use crate::store::testing::{cal, commit, delta, tmp};
+        let path = tmp("report-inside");
+        let mut store = Store::open(&path).unwrap();
+        let at: Timestamp = "2026-10-28T10:05:00Z".parse().unwrap();
+        let sent = [
+            ("192.0.2.1", 100),
+            ("192.0.2.15", 200),
+            ("192.0.2.16", 400),
+            ("2001:db8::1", 800),
+            ("2001:db8:1::1", 1600),
+        ];
+        let deltas = sent.iter().map(|(ip, b)| delta(Kind::Ip, ip, *b, 0));
+        commit(&mut store, 1, at, deltas.collect());
+        let now: Timestamp = "2026-10-28T12:00:00Z".parse().unwrap();
+        let inside = |nets: &[&str], view| {
+            Query {
+                kind: Kind::Ip,
+                keys: Keys::Inside(nets.iter().map(|n| n.parse().unwrap()).collect()),
+                ..query(view)
+            }
+            .run(&store, &cal(), now)
+            .unwrap()
+        };
+        let s = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(l, b)| ((*l).to_owned(), *b))
+                .collect::<Vec<_>>()
+        };
+        let nets = inside(&["192.0.2.0/28", "2001:db8::/48"], View::Total);
+        assert_eq!(
+            rows(&nets),
+            s(&[
+                ("2001:db8::1", 800),
+                ("192.0.2.15", 200),
+                ("192.0.2.1", 100)
+            ])
+        );
+        assert_eq!(nets.sum.rx_bytes, 1100);
+        let one = inside(&["192.0.2.16"], View::Total);
+        assert_eq!(rows(&one), s(&[("192.0.2.16", 400)]));
+        let daily = inside(&["192.0.2.0/28"], View::Daily);
+        assert_eq!(rows(&daily), s(&[("2026-10-28", 300)]));
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
