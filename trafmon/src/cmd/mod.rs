@@ -50,3 +50,10 @@ pub fn open_store(path: &Path) -> Result<Store, CmdError> {
         Err(_) => Ok(Store::open_read_only(path)?),
     }
 }
+
+/// A count of 1 or more (rows, refreshes): clap's own message for a 0
+/// speaks of a "non-zero type".
+pub fn one_or_more(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    std::num::NonZeroUsize::new(n).ok_or_else(|| "must be 1 or more".into())
+}

@@ -8,7 +8,7 @@ use std::{
 use clap::ValueEnum as _;
 use jiff::{Timestamp, civil};
 
-use super::{CmdError, open_store};
+use super::{CmdError, one_or_more, open_store};
 use crate::{
     config::Config,
     report::{Keys, Query, ReportError, Sort, View, render},
@@ -72,7 +72,7 @@ pub struct Args {
     #[command(flatten)]
     views: Views,
     /// Only the last N rows of a time view.
-    #[arg(long, value_name = "N", value_parser = rows)]
+    #[arg(long, value_name = "N", value_parser = one_or_more)]
     last: Option<NonZeroUsize>,
     /// Only from this local date or time on (YYYY-MM-DD, "YYYY-MM-DD HH:MM",
     /// today or yesterday):
@@ -100,7 +100,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     sort: Option<Sort>,
     /// Only the first N per-entity rows.
-    #[arg(long, value_name = "N", value_parser = rows)]
+    #[arg(long, value_name = "N", value_parser = one_or_more)]
     top: Option<NonZeroUsize>,
     /// JSON output (with a format version).
     #[arg(long, conflicts_with = "csv")]
@@ -304,13 +304,6 @@ pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-/// A number of rows, 1 or more: clap's own message for a 0 speaks of a
-/// "non-zero type".
-fn rows(s: &str) -> Result<NonZeroUsize, String> {
-    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
-    NonZeroUsize::new(n).ok_or_else(|| "must be 1 or more".into())
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ pub struct Args {
     #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = seconds)]
     interval: Duration,
     /// Stop after N refreshes (default: until interrupted).
-    #[arg(long, value_name = "N")]
-    count: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = super::one_or_more)]
+    count: Option<std::num::NonZeroUsize>,
     /// Units on the screen (lines are always bytes per second).
     #[arg(long, value_enum, default_value_t)]
     units: Units,
@@ -130,7 +130,7 @@ pub fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
     let mut before = live::read(&store, &maps, &config.groups)?;
     let mut last = Instant::now();
     let mut n = 0;
-    while args.count.is_none_or(|c| n < c) {
+    while args.count.is_none_or(|c| n < c.get()) {
         std::thread::sleep(interval.saturating_sub(last.elapsed()));
         let after = live::read(&store, &maps, &config.groups)?;
         let now = Instant::now();
@@ -155,6 +155,24 @@ mod tests {
 
     use super::*;
     use crate::store::{Entity, Kind};
+
+    #[test]
+    fn a_count_of_zero_is_refused_as_report_refuses_zero_rows() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Line {
+            #[command(flatten)]
+            args: Args,
+        }
+        let e = Line::try_parse_from(["top", "--count", "0"]).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("'0' for '--count <N>': must be 1 or more"),
+            "{e}"
+        );
+        let line = Line::try_parse_from(["top", "--count", "2"]).unwrap();
+        assert_eq!(line.args.count.map(std::num::NonZeroUsize::get), Some(2));
+    }
 
     #[test]
     fn the_interval_is_a_positive_finite_number_of_seconds() {
