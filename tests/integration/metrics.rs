@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::harness::{As, Env, Netns, add_owner_rules, get_in, owner_counters};
+use crate::harness::{As, Env, Netns, add_owner_rules, get_in, owner_counters, trafmon_bin};
 
 /// A Prometheus server in a namespace, killed on drop.
 struct Prometheus {
@@ -90,6 +90,22 @@ fn a_real_prometheus_scrapes_exact_per_user_bytes_and_promtool_accepts_them() {
     assert!(
         body.contains(&format!(
             "trafmon_quota_limit_bytes{{quota=\"cap\",target=\"user:{UID}\",action=\"alert\"}} 1073741824"
+        )),
+        "{body}"
+    );
+    // The version, as the binary itself gives it.
+    let version = Command::new(trafmon_bin())
+        .arg("--version")
+        .output()
+        .expect("trafmon --version");
+    let version = String::from_utf8_lossy(&version.stdout);
+    let version = version
+        .trim()
+        .strip_prefix("trafmon ")
+        .expect("trafmon X.Y.Z");
+    assert!(
+        body.contains(&format!(
+            "\ntrafmon_build_info{{version=\"{version}\"}} 1\n"
         )),
         "{body}"
     );

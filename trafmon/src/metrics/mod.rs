@@ -149,6 +149,7 @@ impl Source {
 
         self.quotas(&mut registry)?;
         self.maps_and_flushes(&mut registry)?;
+        build_info(&mut registry);
         let mut out = String::new();
         encode(&mut out, &registry)?;
         Ok(out)
@@ -240,6 +241,15 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// `trafmon_build_info{version="..."} 1`, the exporters' convention, so a
+/// fleet sees which hosts run which version (during an upgrade, say).
+fn build_info(registry: &mut Registry) {
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))]))
+        .set(1);
+    registry.register("build_info", "The agent's version; always 1", info);
 }
 
 /// The Prometheus text format (0.0.4) of OpenMetrics text.
