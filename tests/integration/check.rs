@@ -97,7 +97,10 @@ fn check_passes_where_the_agent_starts_and_shows_what_it_finds() {
                     "running (pid {}): a reload (SIGHUP) applies this file, a restart if it moves pin_dir, state_dir or store",
                     agent.pid()
                 ),
-                &format!("schema version {}, intact", version.trim()),
+                &format!(
+                    "schema version {}, open in the running agent",
+                    version.trim()
+                ),
                 &format!("{pinned} maps pinned, of this version's layout"),
             ),
             env.va

@@ -38,6 +38,7 @@ fn the_unit_file_verifies_cleanly_and_grants_only_what_the_agent_needs() {
     for line in [
         "ExecStart=/usr/local/bin/trafmon agent",
         "Restart=on-failure",
+        "ExecReload=/usr/local/bin/trafmon check",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "StateDirectory=trafmon",
         "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN",
@@ -114,7 +115,24 @@ pub fn counts_with_only_the_units_capabilities(vars: &[(&str, &str)]) {
     // get the new programs, with the same capabilities.
     let agent = env.agent_wrapped(vars, &wrapper);
     assert_eq!(env.send(who, "192.0.2.100", "7601", 100_000), 100_000);
-    // A reload, as `systemctl reload`: the same, in the same process.
+    // A reload, as `systemctl reload`: the unit's check passes with the
+    // unit's capabilities, then the same, in the same process.
+    let check = env
+        .a
+        .command(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(trafmon_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("check")
+        .output()
+        .expect("trafmon check");
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && said.contains(&format!("running (pid {})", agent.pid())),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     agent.signal(libc::SIGHUP);
     assert!(
         agent.wait_logged(" counting ", 2, std::time::Duration::from_secs(15)),

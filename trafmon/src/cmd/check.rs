@@ -53,7 +53,7 @@ pub fn run(path: &Path, explicit: bool, out: &mut impl Write) -> anyhow::Result<
             None => "not running".to_owned(),
         },
     )?;
-    line(out, "store", &store(&config.store_path())?)?;
+    line(out, "store", &store(&config.store_path(), agent.is_none())?)?;
     line(out, "pins", &pins(&config)?)?;
     let cgroup = loader::cgroup_path(&config.cgroup)?;
     loader::check_cgroup(&config)?;
@@ -92,8 +92,11 @@ fn quota(q: &Quota) -> String {
     )
 }
 
-/// The store: what the agent will find or make there.
-fn store(path: &Path) -> anyhow::Result<String> {
+/// The store: what the agent will find or make there. A running agent
+/// checked it whole when it opened it, and a reload keeps it open: then
+/// only its kind and version are read, so that a check before every
+/// `systemctl reload` does not read the whole file.
+fn store(path: &Path, whole: bool) -> anyhow::Result<String> {
     let empty = match std::fs::metadata(path) {
         Ok(m) => m.len() == 0,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -110,7 +113,13 @@ fn store(path: &Path) -> anyhow::Result<String> {
             path.display()
         ));
     }
-    let version = Store::inspect(path)?;
+    let version = Store::inspect(path, whole)?;
+    if !whole {
+        return Ok(format!(
+            "{}: schema version {version}, open in the running agent",
+            path.display()
+        ));
+    }
     Ok(if version < SCHEMA_VERSION {
         format!(
             "{}: schema version {version}, intact; the agent upgrades it to {SCHEMA_VERSION} when it starts",
@@ -157,7 +166,7 @@ fn pins(config: &Config) -> anyhow::Result<String> {
         }
         for ((pinned, wanted), names) in changes {
             text.push_str(&format!(
-                "; {} resized from {pinned} to {wanted} entries at the start",
+                "; {} resized from {pinned} to {wanted} entries when the agent starts or reloads",
                 names.join(" and ")
             ));
         }
@@ -234,35 +243,39 @@ mod tests {
         let path = tmp("check");
         let shown = path.display();
         assert_eq!(
-            store(&path).unwrap(),
+            store(&path, true).unwrap(),
             format!("{shown}: none yet; the agent creates it")
         );
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, "").unwrap();
         assert_eq!(
-            store(&path).unwrap(),
+            store(&path, true).unwrap(),
             format!("{shown}: empty; the agent makes it a store")
         );
         fs::remove_file(&path).unwrap();
         drop(Store::open(&path).unwrap());
         assert_eq!(
-            store(&path).unwrap(),
+            store(&path, true).unwrap(),
             format!("{shown}: schema version {SCHEMA_VERSION}, intact")
+        );
+        assert_eq!(
+            store(&path, false).unwrap(),
+            format!("{shown}: schema version {SCHEMA_VERSION}, open in the running agent")
         );
         set_version(&path, 4);
         assert_eq!(
-            store(&path).unwrap(),
+            store(&path, true).unwrap(),
             format!(
                 "{shown}: schema version 4, intact; the agent upgrades it to {SCHEMA_VERSION} when it starts"
             )
         );
         set_version(&path, SCHEMA_VERSION + 1);
-        let e = store(&path).unwrap_err().to_string();
+        let e = store(&path, true).unwrap_err().to_string();
         assert!(e.contains("but this trafmon knows version"), "{e}");
 
         let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 253) as u8).collect();
         fs::write(&path, &garbage).unwrap();
-        let e = store(&path).unwrap_err().to_string();
+        let e = store(&path, true).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(

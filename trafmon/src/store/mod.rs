@@ -380,11 +380,11 @@ impl Store {
     }
 
     /// Checks an existing store as [`Self::open`] does before the agent
-    /// writes to it (application id, schema version, `PRAGMA
-    /// quick_check`), without writing: `trafmon check`. Returns its schema
-    /// version, which may be older than [`SCHEMA_VERSION`] (the agent
-    /// upgrades it).
-    pub fn inspect(path: &Path) -> Result<i64, StoreError> {
+    /// writes to it (application id, schema version, and with `whole` the
+    /// `PRAGMA quick_check` that reads every page), without writing:
+    /// `trafmon check`. Returns its schema version, which may be older than
+    /// [`SCHEMA_VERSION`] (the agent upgrades it).
+    pub fn inspect(path: &Path, whole: bool) -> Result<i64, StoreError> {
         let store = Self::connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -394,7 +394,9 @@ impl Store {
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| store.sql("set the busy timeout", e))?;
         let version = store.check_version()?;
-        store.quick_check()?;
+        if whole {
+            store.quick_check()?;
+        }
         Ok(version)
     }
 
