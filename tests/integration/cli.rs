@@ -80,6 +80,10 @@ fn status_shows_the_agent_its_attachments_and_flushes() {
     assert_eq!(json["jsonversion"], 1);
     assert_eq!(json["agent"]["running"], true);
     assert_eq!(json["agent"]["pid"], agent.pid());
+    assert_eq!(
+        json["agent"]["binary_replaced"], false,
+        "the agent runs the binary under test"
+    );
     let links = json["links"]["attached"].as_array().expect("links");
     assert_eq!(links.len(), 4, "{links:?}");
     for link in links {

@@ -84,3 +84,48 @@ pub fn running(state_dir: &Path) -> Option<u32> {
         && args.iter().any(|a| *a == b"agent");
     is_agent.then_some(pid)
 }
+
+/// Whether the executable of process `pid` was replaced or removed since it
+/// started: the kernel then names it `PATH (deleted)` (an install replaces
+/// the file; a running one cannot be overwritten in place).
+pub fn binary_replaced(pid: u32) -> bool {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| exe.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_whose_executable_was_removed_is_told_apart() {
+        let dir = std::env::temp_dir().join(format!("trafmon-exe-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("sleep");
+        fs::copy("/bin/sleep", &exe).unwrap();
+        // Another test thread's fork may hold the copy open for writing a
+        // moment (ETXTBSY), as long as that child takes to exec.
+        let mut child = (0..50)
+            .find_map(
+                |_| match std::process::Command::new(&exe).arg("10").spawn() {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        None
+                    }
+                    spawned => Some(spawned.unwrap()),
+                },
+            )
+            .expect("spawned");
+        let replaced_before = binary_replaced(child.id());
+        // As `install` does: the old file goes, a new one takes its name.
+        fs::remove_file(&exe).unwrap();
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let replaced_after = binary_replaced(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(!replaced_before);
+        assert!(replaced_after);
+        assert!(!binary_replaced(std::process::id()));
+    }
+}

@@ -53,6 +53,9 @@ pub struct Agent {
     pub running: bool,
     /// Its process id.
     pub pid: Option<u32>,
+    /// Its executable was replaced (or removed) since it started, as an
+    /// upgrade does: it runs the old version until it is restarted.
+    pub binary_replaced: bool,
 }
 
 /// The pinned links.
@@ -406,6 +409,7 @@ pub fn gather(config: &Config) -> anyhow::Result<Status> {
         agent: Agent {
             running: pid.is_some(),
             pid,
+            binary_replaced: pid.is_some_and(pidfile::binary_replaced),
         },
         links: links(&pins),
         clsact,

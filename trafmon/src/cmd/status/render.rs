@@ -39,6 +39,10 @@ fn flush_line(f: &LastFlush, tz: &TimeZone) -> String {
 pub fn text(w: &mut impl Write, s: &Status, tz: &TimeZone) -> io::Result<()> {
     let links = &s.links;
     match s.agent.pid {
+        Some(pid) if s.agent.binary_replaced => writeln!(
+            w,
+            "agent:      running (pid {pid}) an older binary, replaced since it started: restart it to run the installed one"
+        )?,
         Some(pid) => writeln!(w, "agent:      running (pid {pid})")?,
         None if !links.attached.is_empty() => writeln!(
             w,
@@ -176,6 +180,7 @@ mod tests {
             agent: Agent {
                 running: true,
                 pid: Some(42),
+                binary_replaced: false,
             },
             links: Links {
                 dir: "/sys/fs/bpf/trafmon/links".into(),
@@ -260,6 +265,14 @@ overflow:   stored for the uid map: 60 bytes in 1 packets
 event:      2026-11-23 21:00:00 CET recovered: flush 11 committed, side 0 cleared on start
 ";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+
+        let mut replaced = running();
+        replaced.agent.binary_replaced = true;
+        let mut out = Vec::new();
+        text(&mut out, &replaced, &tz).unwrap();
+        assert!(String::from_utf8(out).unwrap().starts_with(
+            "agent:      running (pid 42) an older binary, replaced since it started: restart it to run the installed one\n"
+        ));
     }
 
     #[test]
@@ -268,6 +281,7 @@ event:      2026-11-23 21:00:00 CET recovered: flush 11 committed, side 0 cleare
             agent: Agent {
                 running: false,
                 pid: None,
+                binary_replaced: false,
             },
             links: Links {
                 dir: "/sys/fs/bpf/trafmon/links".into(),
@@ -304,6 +318,7 @@ store:      /var/lib/trafmon/trafmon.db: no store yet
         assert_eq!(v["jsonversion"], JSON_VERSION);
         assert_eq!(v["agent"]["running"], true);
         assert_eq!(v["agent"]["pid"], 42);
+        assert_eq!(v["agent"]["binary_replaced"], false);
         assert_eq!(v["links"]["attached"][0]["program"], "cgroup_ingress");
         assert_eq!(
             v["links"]["attached"][1]["error"],
