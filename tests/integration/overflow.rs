@@ -32,6 +32,19 @@ fn a_full_map_counts_overflow_and_loses_nothing() {
         s.finish();
     }
     receiver.finish();
+    // The journal says so, with the setting to raise.
+    let wait = std::time::Duration::from_secs(10);
+    for said in [
+        "uid map 100% full (4 of 4 keys in one interval): raise [maps] uid_entries",
+        "uid map full (4 keys): ",
+    ] {
+        assert!(agent.wait_logged(said, 1, wait), "no warning `{said}`");
+    }
+    assert_eq!(
+        agent.logged_times("uid map full (4 keys): "),
+        1,
+        "warned once"
+    );
     agent.stop();
     let counts = env.counts("");
     let uid_counts: Vec<Counters> = counts

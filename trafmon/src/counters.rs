@@ -261,15 +261,37 @@ fn sum_map<K: aya::Pod>(
     cpus: usize,
     name: &'static str,
     mut each: impl FnMut(K, Counters),
-) -> Result<(), CountersError> {
-    batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
+) -> Result<Fill, CountersError> {
+    let keys = batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
         each(key, sum_cpus(per_cpu))
     })
-    .map(drop)
     .map_err(|e| CountersError::Read {
         name,
         source: MapError::IoError(e),
+    })?;
+    Ok(Fill {
+        keys,
+        max: max_entries(map, name)?,
     })
+}
+
+/// The entries a stats map has room for.
+fn max_entries<K: aya::Pod>(map: &Stats<K>, name: &'static str) -> Result<u32, CountersError> {
+    use aya::maps::IterableMap as _;
+    Ok(map
+        .map()
+        .info()
+        .map_err(|source| CountersError::Read { name, source })?
+        .max_entries())
+}
+
+/// How full a side's hash map of one kind was when it was drained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fill {
+    /// The keys it held.
+    pub keys: usize,
+    /// The entries it has room for.
+    pub max: u32,
 }
 
 /// One key of a side, its values summed over CPUs.
@@ -312,11 +334,13 @@ impl Maps {
 
     /// Everything that `side` holds now, key by key, without collecting
     /// it (a flush of many keys turns them into deltas as they come).
+    /// Returns how full its hash maps were, by kind ([`common::KIND_UID`],
+    /// ...; the arrays of small UIDs and interfaces cannot fill).
     pub fn drain_side(
         &self,
         side: u32,
         mut each: impl FnMut(Drained),
-    ) -> Result<(), CountersError> {
+    ) -> Result<[Fill; KINDS as usize], CountersError> {
         let s = side as usize;
         let cpus = self.cpus;
         let [uid, ip, iface] = [
@@ -326,12 +350,12 @@ impl Maps {
         ]
         .map(|names| names[s]);
         sum_slots(&self.uid_fast, side, cpus, |k, c| each(Drained::Uid(k, c)))?;
-        sum_map(&self.uid[s], cpus, uid, |k, c| each(Drained::Uid(k, c)))?;
-        sum_map(&self.ip[s], cpus, ip, |k, c| each(Drained::Ip(k, c)))?;
+        let uids = sum_map(&self.uid[s], cpus, uid, |k, c| each(Drained::Uid(k, c)))?;
+        let ips = sum_map(&self.ip[s], cpus, ip, |k, c| each(Drained::Ip(k, c)))?;
         sum_slots(&self.iface_fast, side, cpus, |k, c| {
             each(Drained::Iface(k, c))
         })?;
-        sum_map(&self.iface[s], cpus, iface, |k, c| {
+        let ifaces = sum_map(&self.iface[s], cpus, iface, |k, c| {
             each(Drained::Iface(k, c))
         })?;
         for kind in 0..KINDS {
@@ -344,7 +368,7 @@ impl Maps {
                 })?;
             each(Drained::Overflow(kind, sum_cpus(per_cpu.iter())));
         }
-        Ok(())
+        Ok([uids, ips, ifaces])
     }
 
     /// Everything that `side` holds now.
@@ -432,12 +456,7 @@ impl Maps {
             cpus: usize,
             name: &'static str,
         ) -> Result<(&'static str, usize, u32), CountersError> {
-            use aya::maps::IterableMap as _;
-            let max = map
-                .map()
-                .info()
-                .map_err(|source| CountersError::Read { name, source })?
-                .max_entries();
+            let max = max_entries(map, name)?;
             let keys = batch::lookup_all::<K>(fd_of(map), cpus, |_, _| {}).map_err(|e| {
                 CountersError::Read {
                     name,

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use jiff::Timestamp;
-use trafmon_common::IpKey;
+use trafmon_common::{Counters, IpKey, KINDS};
 
 use crate::{
     calendar::{Calendar, Resolution},
@@ -108,6 +108,7 @@ pub struct Collector {
     flushes: u32,
     last_prune: Option<i64>,
     phases: Phases,
+    map_fill: crate::map_fill::Watch,
 }
 
 impl Collector {
@@ -124,6 +125,7 @@ impl Collector {
             flushes: 0,
             last_prune: None,
             phases: Phases::default(),
+            map_fill: crate::map_fill::Watch::default(),
         }
     }
 
@@ -330,13 +332,19 @@ impl Collector {
         // 327 ms at 1 000 000 (the bench's flush, keys written in random
         // order as traffic brings them).
         let mut keys = Vec::new();
-        self.maps.drain_side(drained, |d| {
-            if let Drained::Ip(key, _) = d {
-                keys.push(key);
+        let mut overflow = [Counters::ZERO; KINDS as usize];
+        let fill = self.maps.drain_side(drained, |d| {
+            match d {
+                Drained::Ip(key, _) => keys.push(key),
+                Drained::Overflow(kind, c) => overflow[kind as usize] = c,
+                _ => {}
             }
             deltas.push(d);
         })?;
         self.fault(Step::Drain);
+        for warning in self.map_fill.observe(Instant::now(), &fill, &overflow) {
+            tracing::warn!("{warning}");
+        }
         let commit = FlushCommit {
             seq: self.store.next_seq()?,
             side: drained,

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod link_events;
 pub mod live;
 pub mod loader;
+pub mod map_fill;
 pub mod memory;
 pub mod metrics;
 pub mod mounts;
