@@ -194,6 +194,9 @@ fn fleet_files_work_against(ns: &Netns, scraped: &str) {
     promtool(&["check", "config", config.to_str().expect("utf-8")]);
     let rules = deploy.join("trafmon-rules.yml");
     promtool(&["check", "rules", rules.to_str().expect("utf-8")]);
+    // The alerts fire on synthetic series where they should, and only there.
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/trafmon-rules.test.yml");
+    promtool(&["test", "rules", cases.to_str().expect("utf-8")]);
 
     let dashboard: Value = serde_json::from_str(
         &fs::read_to_string(deploy.join("grafana-dashboard.json")).expect("dashboard"),

@@ -199,7 +199,7 @@ impl Source {
         let max_entries = Family::<Labels, Gauge>::default();
         registry.register(
             "map_entries",
-            "Keys in a stats map (both sides)",
+            "Keys a stats map holds now (each side has maps of its own)",
             entries.clone(),
         );
         registry.register(
