@@ -115,6 +115,10 @@ pub fn run(config: &Config, discard: bool) -> Result<Uninstalled, UninstallError
     // The store's writer: no agent may run on this state directory.
     let _state_lock = PidFile::hold(&config.state_dir)?;
     let store = Store::open(&config.store_path()).map_err(UninstallError::Store)?;
+    // Whether the store takes a write at all, before anything is detached:
+    // on a full disk the flush below would fail once the programs are gone
+    // (the counts stay in the maps, but counting would stop for nothing).
+    store.probe_write().map_err(UninstallError::Store)?;
     let maps = Maps::open(&pins).map_err(UninstallError::Maps)?;
 
     let mut removed = loader::remove_pins(&pins.links())?;

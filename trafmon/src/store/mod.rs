@@ -315,6 +315,17 @@ pub struct Store {
     known: entities::Known,
 }
 
+impl Drop for Store {
+    /// The last connection to close checkpoints the `-wal` file, which
+    /// [`Store::persist_wal`] keeps: with this limit it is also emptied, so
+    /// that no frames stay in it for a copy restored in the database's place
+    /// (README, History). Only at the close: while the agent runs, an
+    /// emptied file would grow again with every reset of the log.
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("PRAGMA journal_size_limit = 0");
+    }
+}
+
 /// SQLite stores signed 64-bit integers; counters above 2^63 wrap there and
 /// back, losslessly.
 fn to_sql(v: u64) -> i64 {
@@ -377,6 +388,15 @@ impl Store {
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| store.sql("set the busy timeout", e))?;
         Ok(store)
+    }
+
+    /// Commits a write that changes nothing (the schema version, set to
+    /// itself), so that a store that cannot take one now (a full disk, a
+    /// read-only file system) is found before a caller lets go of anything.
+    pub fn probe_write(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(|e| self.sql("write to the store", e))
     }
 
     /// Checks an existing store as [`Self::open`] does before the agent
@@ -493,9 +513,37 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %self.path.display(), mode, "WAL mode not available");
         }
+        self.persist_wal();
         self.conn
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| self.sql("set pragmas", e))
+    }
+
+    /// Keeps the `-wal` and `-shm` files when the writer closes the store
+    /// (`SQLITE_FCNTL_PERSIST_WAL`). SQLite opens a WAL database for a
+    /// reader who may not write in its directory (a member of a group the
+    /// store is readable by) only where both files exist; without this, such
+    /// a reader fails with `SQLITE_READONLY_DIRECTORY` whenever no agent
+    /// runs. rusqlite has no call for a file control, hence the FFI.
+    fn persist_wal(&self) {
+        let mut on: std::ffi::c_int = 1;
+        // SAFETY: the handle is this open connection's, "main" is a
+        // NUL-terminated name, and PERSIST_WAL reads and writes one int.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_file_control(
+                self.conn.handle(),
+                c"main".as_ptr(),
+                rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+                (&raw mut on).cast(),
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::warn!(
+                path = %self.path.display(),
+                rc,
+                "cannot keep the -wal and -shm files; readers without write permission on the directory need a running agent"
+            );
+        }
     }
 }
 
