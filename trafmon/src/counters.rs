@@ -233,6 +233,9 @@ pub struct Maps {
     overflow: PerCpuArray<MapData, Counters>,
     /// Possible CPUs: the number of values per key.
     cpus: usize,
+    /// The entries of each hash map, by kind and side, read once: a map's
+    /// size never changes (a resize makes new maps, opened anew).
+    max: [[u32; 2]; KINDS as usize],
 }
 
 fn open(pins: &PinDir, name: &'static str) -> Result<Map, CountersError> {
@@ -261,17 +264,13 @@ fn sum_map<K: aya::Pod>(
     cpus: usize,
     name: &'static str,
     mut each: impl FnMut(K, Counters),
-) -> Result<Fill, CountersError> {
-    let keys = batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
+) -> Result<usize, CountersError> {
+    batch::lookup_all(fd_of(map), cpus, |key: K, per_cpu| {
         each(key, sum_cpus(per_cpu))
     })
     .map_err(|e| CountersError::Read {
         name,
         source: MapError::IoError(e),
-    })?;
-    Ok(Fill {
-        keys,
-        max: max_entries(map, name)?,
     })
 }
 
@@ -317,18 +316,36 @@ fn possible_cpus() -> Result<usize, CountersError> {
 impl Maps {
     /// Opens every map pinned under `pins`.
     pub fn open(pins: &PinDir) -> Result<Self, CountersError> {
-        Ok(Self {
-            uid: [open_as(pins, common::UID_A)?, open_as(pins, common::UID_B)?],
-            uid_fast: Slots::open(pins, common::UID_FAST, common::UID_FAST_SLOTS)?,
-            ip: [open_as(pins, common::IP_A)?, open_as(pins, common::IP_B)?],
-            iface: [
-                open_as(pins, common::IFACE_A)?,
-                open_as(pins, common::IFACE_B)?,
+        let uid: [Stats<u32>; 2] = [open_as(pins, common::UID_A)?, open_as(pins, common::UID_B)?];
+        let ip: [Stats<IpKey>; 2] = [open_as(pins, common::IP_A)?, open_as(pins, common::IP_B)?];
+        let iface: [Stats<u32>; 2] = [
+            open_as(pins, common::IFACE_A)?,
+            open_as(pins, common::IFACE_B)?,
+        ];
+        let max = [
+            [
+                max_entries(&uid[0], common::UID_A)?,
+                max_entries(&uid[1], common::UID_B)?,
             ],
+            [
+                max_entries(&ip[0], common::IP_A)?,
+                max_entries(&ip[1], common::IP_B)?,
+            ],
+            [
+                max_entries(&iface[0], common::IFACE_A)?,
+                max_entries(&iface[1], common::IFACE_B)?,
+            ],
+        ];
+        Ok(Self {
+            uid,
+            uid_fast: Slots::open(pins, common::UID_FAST, common::UID_FAST_SLOTS)?,
+            ip,
+            iface,
             iface_fast: Slots::open(pins, common::IFACE_FAST, common::IFACE_FAST_SLOTS)?,
             selector: open_as(pins, common::SELECTOR)?,
             overflow: open_as(pins, common::OVERFLOW)?,
             cpus: possible_cpus()?,
+            max,
         })
     }
 
@@ -368,7 +385,15 @@ impl Maps {
                 })?;
             each(Drained::Overflow(kind, sum_cpus(per_cpu.iter())));
         }
-        Ok([uids, ips, ifaces])
+        let fill = |kind: u32, keys| Fill {
+            keys,
+            max: self.max[kind as usize][s],
+        };
+        Ok([
+            fill(common::KIND_UID, uids),
+            fill(common::KIND_IP, ips),
+            fill(common::KIND_IFACE, ifaces),
+        ])
     }
 
     /// Everything that `side` holds now.
@@ -455,8 +480,8 @@ impl Maps {
             map: &Stats<K>,
             cpus: usize,
             name: &'static str,
+            max: u32,
         ) -> Result<(&'static str, usize, u32), CountersError> {
-            let max = max_entries(map, name)?;
             let keys = batch::lookup_all::<K>(fd_of(map), cpus, |_, _| {}).map_err(|e| {
                 CountersError::Read {
                     name,
@@ -465,14 +490,14 @@ impl Maps {
             })?;
             Ok((name, keys, max))
         }
-        let cpus = self.cpus;
+        let (cpus, [uid, ip, iface]) = (self.cpus, self.max);
         Ok(vec![
-            one(&self.uid[0], cpus, common::UID_A)?,
-            one(&self.uid[1], cpus, common::UID_B)?,
-            one(&self.ip[0], cpus, common::IP_A)?,
-            one(&self.ip[1], cpus, common::IP_B)?,
-            one(&self.iface[0], cpus, common::IFACE_A)?,
-            one(&self.iface[1], cpus, common::IFACE_B)?,
+            one(&self.uid[0], cpus, common::UID_A, uid[0])?,
+            one(&self.uid[1], cpus, common::UID_B, uid[1])?,
+            one(&self.ip[0], cpus, common::IP_A, ip[0])?,
+            one(&self.ip[1], cpus, common::IP_B, ip[1])?,
+            one(&self.iface[0], cpus, common::IFACE_A, iface[0])?,
+            one(&self.iface[1], cpus, common::IFACE_B, iface[1])?,
         ])
     }
 

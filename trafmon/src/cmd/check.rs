@@ -55,8 +55,7 @@ pub fn run(path: &Path, explicit: bool, out: &mut impl Write) -> anyhow::Result<
     )?;
     line(out, "store", &store(&config.store_path(), agent.is_none())?)?;
     line(out, "pins", &pins(&config)?)?;
-    let cgroup = loader::cgroup_path(&config.cgroup)?;
-    loader::check_cgroup(&config)?;
+    let cgroup = loader::check_cgroup(&config)?;
     line(out, "cgroup", &format!("{} (cgroup v2)", cgroup.display()))?;
     line(out, "metrics", &metrics(&config, agent.is_some())?)?;
     line(out, "interfaces", &interfaces(&config.interfaces)?)?;

@@ -411,12 +411,13 @@ impl Installed {
     }
 }
 
-/// Fails when the pinned cgroup links under `config`'s pin directory
-/// count another cgroup than the configured one: the check a start makes
+/// The configured cgroup; fails when the pinned cgroup links under
+/// `config`'s pin directory count another one: the check a start makes
 /// before loading anything, for a reload to make before it stops serving.
-pub fn check_cgroup(config: &Config) -> Result<(), LoaderError> {
+pub fn check_cgroup(config: &Config) -> Result<PathBuf, LoaderError> {
     let cgroup = cgroup_path(&config.cgroup)?;
-    check_cgroup_links(&PinDir::new(&config.pin_dir), &cgroup)
+    check_cgroup_links(&PinDir::new(&config.pin_dir), &cgroup)?;
+    Ok(cgroup)
 }
 
 /// Fails when the pinned cgroup links count another cgroup than `cgroup`

@@ -322,7 +322,10 @@ impl Drop for Store {
     /// (README, History). Only at the close: while the agent runs, an
     /// emptied file would grow again with every reset of the log.
     fn drop(&mut self) {
-        let _ = self.conn.execute_batch("PRAGMA journal_size_limit = 0");
+        // Only the writer's close checkpoints; a reader has nothing to set.
+        if self.conn.is_readonly(rusqlite::MAIN_DB) == Ok(false) {
+            let _ = self.conn.execute_batch("PRAGMA journal_size_limit = 0");
+        }
     }
 }
 
@@ -372,22 +375,29 @@ impl Store {
 
     /// Opens an existing store for reading only (the CLI).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let store = Self::connect(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let found = store.check_version()?;
+        let (store, found) = Self::connect_read_only(path)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::Outdated {
                 path: path.into(),
                 found,
             });
         }
+        Ok(store)
+    }
+
+    /// A read-only connection to an existing trafmon store, and its schema
+    /// version.
+    fn connect_read_only(path: &Path) -> Result<(Self, i64), StoreError> {
+        let store = Self::connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version = store.check_version()?;
         store
             .conn
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| store.sql("set the busy timeout", e))?;
-        Ok(store)
+        Ok((store, version))
     }
 
     /// Commits a write that changes nothing (the schema version, set to
@@ -405,15 +415,7 @@ impl Store {
     /// `trafmon check`. Returns its schema version, which may be older than
     /// [`SCHEMA_VERSION`] (the agent upgrades it).
     pub fn inspect(path: &Path, whole: bool) -> Result<i64, StoreError> {
-        let store = Self::connect(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| store.sql("set the busy timeout", e))?;
-        let version = store.check_version()?;
+        let (store, version) = Self::connect_read_only(path)?;
         if whole {
             store.quick_check()?;
         }
@@ -532,7 +534,7 @@ impl Store {
         let rc = unsafe {
             rusqlite::ffi::sqlite3_file_control(
                 self.conn.handle(),
-                c"main".as_ptr(),
+                rusqlite::MAIN_DB.as_ptr(),
                 rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
                 (&raw mut on).cast(),
             )
